@@ -1,0 +1,24 @@
+//! edgestream: a V4L2 camera (or a test pattern) to live H.264 over RTSP,
+//! FLV and RTMP, in one process.
+//!
+//! The data path: a [`source`] hands frames (borrowed from its buffers) to the
+//! [`pipeline`], which encodes them once with libx264 ([`encode`]) and
+//! publishes each [`media::EncodedFrame`] to the [`fanout`]; every sink (RTSP
+//! viewers in [`rtsp`]) reads the same shared frames from its own bounded
+//! queue. Protocol code (parsers, packetizers, session state) is pure and
+//! knows no sockets or clocks; the I/O around it runs on smol.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod encode;
+pub mod fanout;
+pub mod h264;
+pub mod logging;
+pub mod media;
+pub mod netif;
+pub mod pipeline;
+pub mod rtp;
+pub mod rtsp;
+pub mod source;
+pub mod stats;

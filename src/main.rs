@@ -1,0 +1,31 @@
+//! The edgestream binary: flags and config, logging, exit codes. The work is
+//! in the library (`edgestream::app::run`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use edgestream::config::{Cli, Config};
+
+fn main() -> ExitCode {
+    // clap exits by itself: 0 for --help/--version, 2 for a usage error.
+    let cli = Cli::parse();
+    let config = match Config::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("edgestream: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    edgestream::logging::init(config.log_level);
+    match edgestream::app::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,760 @@
+//! The RTSP server's I/O: accepts connections, feeds bytes to the parser and
+//! the per-connection state machine ([`super::session::Connection`]), and runs
+//! one media task per playing session that packetizes the shared encoded
+//! frames and sends them over the RTSP connection (interleaved) or UDP.
+//!
+//! Tasks run on smol. Nothing here can block the encoder: each session reads
+//! its own bounded [`Subscription`]; a session whose peer stops reading loses
+//! frames to the next keyframe, and its connection is closed when a write
+//! makes no progress for [`WRITE_TIMEOUT`].
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use smol::{Async, Task, Timer};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::parse::{self, Limits, Message, Parsed};
+use super::response::Response;
+use super::session::{
+    Admission, Connection, Context, Effect, MediaTransport, PlayParams, Settings,
+};
+use crate::clock;
+use crate::fanout::{Fanout, Subscription};
+use crate::media::EncodedFrame;
+use crate::rtp::{self, NtpTimestamp, Packetizer, RtpPacket};
+
+/// A write to a viewer that makes no progress this long closes its connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest gap between RTCP sender reports (RFC 3550 §6.2 randomizes;
+/// we send every 2.5 to 5 s).
+pub const SR_INTERVAL: Duration = Duration::from_secs(5);
+/// SO_SNDBUF of RTSP connections (the kernel doubles it).
+const SEND_BUFFER: usize = 256 * 1024;
+/// At most this many iovecs per writev (Linux IOV_MAX is 1024).
+const MAX_IOV: usize = 512;
+
+/// What the server is started with.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub path: String,
+    pub session_timeout: Duration,
+    pub max_payload: usize,
+    pub max_viewers: usize,
+    /// Frames queued per viewer before it starts losing them.
+    pub queue_frames: usize,
+    pub limits: Limits,
+    /// Offer UDP transport (binds an RTP/RTCP port pair).
+    pub udp: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8554)),
+            path: "/live".into(),
+            session_timeout: Duration::from_secs(60),
+            max_payload: 1400,
+            max_viewers: 32,
+            queue_frames: 30,
+            limits: Limits::default(),
+            udp: true,
+        }
+    }
+}
+
+/// Counters the stats line and tests read.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub connections: AtomicUsize,
+    /// Sessions set up (each holds a viewer slot).
+    pub sessions: AtomicUsize,
+    /// Sessions currently sending media.
+    pub playing: AtomicUsize,
+    pub bad_requests: AtomicU64,
+}
+
+struct Viewers {
+    max: usize,
+    stats: Arc<ServerStats>,
+}
+
+impl Admission for Viewers {
+    fn try_admit(&self) -> bool {
+        self.stats
+            .sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self) {
+        self.stats.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The server's UDP RTP/RTCP port pair, shared by all UDP sessions.
+struct UdpPair {
+    rtp: Async<Socket>,
+    rtcp: Async<UdpSocket>,
+    ports: (u16, u16),
+}
+
+impl UdpPair {
+    fn bind(ip: std::net::IpAddr) -> io::Result<Self> {
+        let mut last = None;
+        for _ in 0..64 {
+            let port = fastrand::u16(20_000..60_000) & !1;
+            let rtp = Socket::new(
+                Domain::for_address(SocketAddr::new(ip, 0)),
+                Type::DGRAM,
+                Some(Protocol::UDP),
+            )?;
+            if let Err(e) = rtp.bind(&SockAddr::from(SocketAddr::new(ip, port))) {
+                last = Some(e);
+                continue;
+            }
+            // Room for a keyframe to many viewers in one burst.
+            let _ = rtp.set_send_buffer_size(1 << 21);
+            let rtcp = match UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
+                Ok(s) => s,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            return Ok(Self {
+                rtp: Async::new(rtp)?,
+                rtcp: Async::new(rtcp)?,
+                ports: (port, port + 1),
+            });
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free UDP port pair")))
+    }
+}
+
+struct Shared {
+    opts: ServerOptions,
+    settings: Arc<Settings>,
+    fanout: Arc<Fanout>,
+    udp: Option<UdpPair>,
+    viewers: Viewers,
+    stats: Arc<ServerStats>,
+    /// UDP sessions' RTCP source address -> the connection's activity stamp.
+    rtcp_routes: Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>,
+    epoch: Instant,
+    sdp_session_id: u64,
+}
+
+impl Shared {
+    fn millis_since_epoch(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// A bound RTSP server, ready to [`run`](RtspServer::run).
+pub struct RtspServer {
+    listener: Async<TcpListener>,
+    shared: Arc<Shared>,
+}
+
+impl RtspServer {
+    /// Binds the TCP listener (and the UDP pair) and prepares the server.
+    pub fn bind(opts: ServerOptions, fanout: Arc<Fanout>) -> io::Result<Self> {
+        let listener = Async::<TcpListener>::bind(opts.listen)?;
+        let local = listener.get_ref().local_addr()?;
+        let udp = if opts.udp {
+            Some(UdpPair::bind(local.ip())?)
+        } else {
+            None
+        };
+        let stats = Arc::new(ServerStats::default());
+        let settings = Arc::new(Settings {
+            path: opts.path.trim_end_matches('/').to_string(),
+            session_timeout: opts.session_timeout,
+            udp: udp.is_some(),
+        });
+        Ok(Self {
+            listener,
+            shared: Arc::new(Shared {
+                viewers: Viewers {
+                    max: opts.max_viewers,
+                    stats: stats.clone(),
+                },
+                opts,
+                settings,
+                fanout,
+                udp,
+                stats,
+                rtcp_routes: Mutex::new(HashMap::new()),
+                epoch: Instant::now(),
+                sdp_session_id: fastrand::u64(1..u64::MAX / 2),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.get_ref().local_addr()
+    }
+
+    /// The UDP RTP/RTCP ports, if UDP is offered.
+    pub fn udp_ports(&self) -> Option<(u16, u16)> {
+        self.shared.udp.as_ref().map(|u| u.ports)
+    }
+
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Accepts connections until the future is dropped.
+    pub async fn run(self) {
+        let shared = self.shared;
+        let mut background: Vec<Task<()>> = Vec::new();
+        if shared.udp.is_some() {
+            background.push(smol::spawn(receive_rtcp(shared.clone())));
+            background.push(smol::spawn(drain_rtp(shared.clone())));
+        }
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.get_ref().set_nodelay(true);
+                    // A bounded kernel buffer: a slow viewer backs up into its
+                    // frame queue (which drops to the next keyframe) within
+                    // about a second instead of megabytes of stale video.
+                    let _ =
+                        socket2::SockRef::from(stream.get_ref()).set_send_buffer_size(SEND_BUFFER);
+                    smol::spawn(serve_connection(shared.clone(), stream, peer)).detach();
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: do not spin.
+                    log::warn!("rtsp: accept failed: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Receives RTCP from UDP viewers: receiver reports keep sessions alive.
+async fn receive_rtcp(shared: Arc<Shared>) {
+    let Some(udp) = &shared.udp else { return };
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, from)) = udp.rtcp.recv_from(&mut buf).await else {
+            Timer::after(Duration::from_millis(100)).await;
+            continue;
+        };
+        if !rtp::inspect_rtcp(&buf[..n]).valid {
+            continue;
+        }
+        let route = shared
+            .rtcp_routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&from)
+            .cloned();
+        if let Some(activity) = route {
+            activity.store(shared.millis_since_epoch(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Reads and discards what clients send to the RTP port (NAT punch packets).
+async fn drain_rtp(shared: Arc<Shared>) {
+    let Some(udp) = &shared.udp else { return };
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+    loop {
+        if udp.rtp.read_with(|s| s.recv(&mut buf)).await.is_err() {
+            Timer::after(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The write side of an RTSP connection, shared by the response writer and
+/// an interleaved media task; the lock keeps messages whole.
+struct Output {
+    stream: Arc<Async<TcpStream>>,
+    lock: smol::lock::Mutex<()>,
+}
+
+impl Output {
+    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        let _guard = self.lock.lock().await;
+        with_timeout(write_vectored_all(&self.stream, &mut [IoSlice::new(bytes)])).await
+    }
+}
+
+async fn with_timeout<T>(f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    smol::future::or(f, async {
+        Timer::after(WRITE_TIMEOUT).await;
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no write progress for {} s", WRITE_TIMEOUT.as_secs()),
+        ))
+    })
+    .await
+}
+
+async fn write_vectored_all(
+    stream: &Async<TcpStream>,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !bufs.is_empty() {
+        let n = stream
+            .write_with(|s| {
+                let mut s: &TcpStream = s;
+                s.write_vectored(&bufs[..bufs.len().min(MAX_IOV)])
+            })
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+/// Where one session's media goes.
+enum Sink {
+    Tcp(Arc<Output>),
+    Udp {
+        shared: Arc<Shared>,
+        rtp: SocketAddr,
+        rtcp: SocketAddr,
+    },
+}
+
+impl Sink {
+    async fn send_frame(&self, frame: &EncodedFrame, packets: &[RtpPacket]) -> io::Result<()> {
+        match self {
+            Sink::Tcp(out) => {
+                let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(packets.len() * 2);
+                for p in packets {
+                    iov.push(IoSlice::new(p.header()));
+                    iov.push(IoSlice::new(p.payload(frame)));
+                }
+                let _guard = out.lock.lock().await;
+                with_timeout(write_vectored_all(&out.stream, &mut iov)).await
+            }
+            Sink::Udp { shared, rtp, .. } => {
+                let Some(udp) = &shared.udp else {
+                    return Ok(());
+                };
+                let to = SockAddr::from(*rtp);
+                for p in packets {
+                    let bufs = [IoSlice::new(p.header()), IoSlice::new(p.payload(frame))];
+                    with_timeout(udp.rtp.write_with(|s| s.send_to_vectored(&bufs, &to))).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_rtcp(&self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Tcp(out) => out.write_all(bytes).await,
+            Sink::Udp { shared, rtcp, .. } => match &shared.udp {
+                Some(udp) => udp.rtcp.send_to(bytes, *rtcp).await.map(|_| ()),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// Where a media task stopped: lets a later PLAY continue the sequence.
+#[derive(Debug, Default)]
+struct Progress {
+    next_seq: AtomicU32,
+    packets: AtomicU32,
+    octets: AtomicU32,
+    frames: AtomicU64,
+}
+
+async fn media_task(
+    params: PlayParams,
+    sink: Sink,
+    sub: Subscription,
+    progress: Arc<Progress>,
+    max_payload: usize,
+) -> io::Result<()> {
+    let interleaved = match params.transport {
+        MediaTransport::Tcp { rtp_channel, .. } => Some(rtp_channel),
+        MediaTransport::Udp { .. } => None,
+    };
+    let rtcp_channel = match params.transport {
+        MediaTransport::Tcp { rtcp_channel, .. } => Some(rtcp_channel),
+        MediaTransport::Udp { .. } => None,
+    };
+    let mut pk = Packetizer::new(params.ssrc, params.first_seq, max_payload, interleaved)
+        .with_counts((
+            progress.packets.load(Ordering::Relaxed),
+            progress.octets.load(Ordering::Relaxed),
+        ));
+    let mut packets = Vec::new();
+    let mut report = Vec::new();
+    let mut next_report: Option<Instant> = None;
+    enum Event {
+        Frame(Option<Arc<EncodedFrame>>),
+        Report,
+    }
+    loop {
+        let event = match next_report {
+            Some(at) => {
+                smol::future::or(async { Event::Frame(sub.recv().await) }, async {
+                    Timer::at(at).await;
+                    Event::Report
+                })
+                .await
+            }
+            None => Event::Frame(sub.recv().await),
+        };
+        match event {
+            Event::Frame(None) => return Ok(()),
+            Event::Frame(Some(frame)) => {
+                packets.clear();
+                pk.packetize(
+                    &frame,
+                    rtp::rtp_timestamp(frame.pts, params.ts_offset),
+                    &mut packets,
+                );
+                sink.send_frame(&frame, &packets).await?;
+                progress
+                    .next_seq
+                    .store(u32::from(pk.next_seq()), Ordering::Relaxed);
+                let (p, o) = pk.counts();
+                progress.packets.store(p, Ordering::Relaxed);
+                progress.octets.store(o, Ordering::Relaxed);
+                progress.frames.fetch_add(1, Ordering::Relaxed);
+                // The first report right after the first frame, so players
+                // can sync to wall clock time at once.
+                next_report.get_or_insert_with(Instant::now);
+            }
+            Event::Report => {
+                report.clear();
+                let now_pts = clock::monotonic_now();
+                rtp::sender_report(
+                    pk.ssrc(),
+                    NtpTimestamp::from_system_time(SystemTime::now()),
+                    rtp::rtp_timestamp(now_pts, params.ts_offset),
+                    pk.counts(),
+                    "edgestream",
+                    rtcp_channel,
+                    &mut report,
+                );
+                sink.send_rtcp(&report).await?;
+                let jitter = SR_INTERVAL.as_millis() as u64 / 2;
+                next_report = Some(
+                    Instant::now()
+                        + SR_INTERVAL / 2
+                        + Duration::from_millis(fastrand::u64(0..=jitter)),
+                );
+            }
+        }
+    }
+}
+
+/// A playing session's media task and what it reports back.
+struct Media {
+    task: Task<io::Result<()>>,
+    progress: Arc<Progress>,
+    route: Option<SocketAddr>,
+}
+
+enum Wake {
+    Read(io::Result<usize>),
+    Deadline,
+    MediaEnded(io::Result<()>),
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: Async<TcpStream>, peer: SocketAddr) {
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let stream = Arc::new(stream);
+    let out = Arc::new(Output {
+        stream: stream.clone(),
+        lock: smol::lock::Mutex::new(()),
+    });
+    let local_ip = stream
+        .get_ref()
+        .local_addr()
+        .map(|a| a.ip())
+        .unwrap_or(shared.opts.listen.ip());
+    let mut conn = Connection::new(shared.settings.clone(), peer, Instant::now());
+    let activity = Arc::new(AtomicU64::new(0));
+    let limits = shared.opts.limits;
+    let mut buf = vec![0u8; limits.max_header_bytes + limits.max_body_bytes + 64 * 1024];
+    let mut filled = 0;
+    let mut media: Option<Media> = None;
+    let started = Instant::now();
+    log::debug!("rtsp: connection from {peer}");
+
+    let reason: String = 'conn: loop {
+        // Handle every complete message in the buffer.
+        let mut consumed = 0;
+        loop {
+            match parse::parse(&buf[consumed..filled], &limits) {
+                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Complete(Message::Interleaved { channel, payload }, n)) => {
+                    consumed += n;
+                    if channel % 2 == 1 && rtp::inspect_rtcp(payload).valid {
+                        conn.touch(Instant::now());
+                    }
+                }
+                Ok(Parsed::Complete(Message::Request(req), n)) => {
+                    consumed += n;
+                    let info = if req.method == "DESCRIBE" {
+                        shared.fanout.wait_stream_info(Duration::from_secs(2)).await
+                    } else {
+                        shared.fanout.stream_info()
+                    };
+                    let (response, effect) = conn.handle(
+                        &req,
+                        &Context {
+                            now: Instant::now(),
+                            stream: info.as_deref(),
+                            local_ip,
+                            udp_server_ports: shared
+                                .udp
+                                .as_ref()
+                                .map(|u| u.ports)
+                                .unwrap_or_default(),
+                            last_pts: shared.fanout.last_pts(),
+                            admission: &shared.viewers,
+                            sdp_version: (shared.sdp_session_id, sdp_version(info.as_deref())),
+                        },
+                    );
+                    log::debug!(
+                        "rtsp: {peer} {} {} -> {}",
+                        req.method,
+                        req.uri,
+                        response.status
+                    );
+                    if !response.is_success() {
+                        log::info!(
+                            "rtsp: {peer} {} {}: {} {} ({})",
+                            req.method,
+                            req.uri,
+                            response.status,
+                            response.reason,
+                            response.body().trim_end()
+                        );
+                    }
+                    let mut bytes = Vec::new();
+                    response.write_to(req.cseq(), &mut bytes);
+                    if let Err(e) = out.write_all(&bytes).await {
+                        break 'conn format!("write failed: {e}");
+                    }
+                    match apply(&shared, &mut conn, &mut media, effect, &out, &activity).await {
+                        Ok(()) => {}
+                        Err(reason) => break 'conn reason,
+                    }
+                }
+                Err(e) => {
+                    shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                    let (status, _) = e.status();
+                    log::warn!(
+                        "rtsp: bad request from {peer}: {e}; answering {status} and closing"
+                    );
+                    let mut bytes = Vec::new();
+                    Response::error(status, e.to_string()).write_to(None, &mut bytes);
+                    let _ = out.write_all(&bytes).await;
+                    break 'conn format!("bad request: {e}");
+                }
+            }
+        }
+        buf.copy_within(consumed..filled, 0);
+        filled -= consumed;
+
+        // UDP viewers keep their session alive with RTCP to our port.
+        let stamp = activity.load(Ordering::Relaxed);
+        if stamp > 0 {
+            let at = shared.epoch + Duration::from_millis(stamp);
+            if at + shared.opts.session_timeout > conn.deadline() {
+                conn.touch(at);
+            }
+        }
+        let deadline = conn.deadline();
+        if Instant::now() >= deadline {
+            match conn.expire(Instant::now(), &shared.viewers) {
+                Some(Effect::Teardown) => {
+                    let _ = stop_media(&shared, &mut conn, &mut media).await;
+                    break 'conn format!(
+                        "session timed out ({} s without a request or RTCP)",
+                        shared.opts.session_timeout.as_secs()
+                    );
+                }
+                Some(_) => break 'conn "idle".into(),
+                None => {}
+            }
+        }
+
+        let read = async {
+            let mut s: &Async<TcpStream> = &stream;
+            Wake::Read(smol::io::AsyncReadExt::read(&mut s, &mut buf[filled..]).await)
+        };
+        let timer = async {
+            Timer::at(deadline).await;
+            Wake::Deadline
+        };
+        let wake = match &mut media {
+            Some(m) => {
+                let ended = async { Wake::MediaEnded((&mut m.task).await) };
+                smol::future::or(read, smol::future::or(ended, timer)).await
+            }
+            None => smol::future::or(read, timer).await,
+        };
+        match wake {
+            Wake::Read(Ok(0)) => break 'conn "closed by the viewer".into(),
+            Wake::Read(Ok(n)) => filled += n,
+            Wake::Read(Err(e)) => break 'conn format!("read failed: {e}"),
+            Wake::Deadline => {}
+            Wake::MediaEnded(result) => {
+                if let Some(m) = media.take() {
+                    unroute(&shared, &m);
+                    shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
+                }
+                break 'conn match result {
+                    Ok(()) => "the stream ended".into(),
+                    Err(e) => format!("sending media failed: {e}"),
+                };
+            }
+        }
+    };
+
+    let frames = media
+        .as_ref()
+        .map(|m| m.progress.frames.load(Ordering::Relaxed));
+    let _ = stop_media(&shared, &mut conn, &mut media).await;
+    let had_session = conn.close(&shared.viewers);
+    let _ = stream.get_ref().shutdown(Shutdown::Both);
+    shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
+    if had_session || frames.is_some() {
+        log::info!(
+            "rtsp: viewer {peer} left after {:.0} s{}: {reason}",
+            started.elapsed().as_secs_f64(),
+            frames
+                .map(|f| format!(", {f} frames sent"))
+                .unwrap_or_default()
+        );
+    } else {
+        log::debug!("rtsp: connection from {peer} ended: {reason}");
+    }
+}
+
+fn sdp_version(info: Option<&crate::media::StreamInfo>) -> u64 {
+    // Changes whenever the parameter sets do (FNV-1a over SPS and PPS).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    if let Some(info) = info {
+        for b in info.params.sps.iter().chain(&info.params.pps) {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h >> 1
+}
+
+fn unroute(shared: &Shared, m: &Media) {
+    if let Some(addr) = m.route {
+        shared
+            .rtcp_routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&addr);
+    }
+}
+
+/// Stops a session's media task, keeping its sequence number for a resume.
+/// Returns how many frames it sent.
+async fn stop_media(
+    shared: &Shared,
+    conn: &mut Connection,
+    media: &mut Option<Media>,
+) -> Option<u64> {
+    let m = media.take()?;
+    unroute(shared, &m);
+    m.task.cancel().await;
+    shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
+    conn.set_next_seq(m.progress.next_seq.load(Ordering::Relaxed) as u16);
+    Some(m.progress.frames.load(Ordering::Relaxed))
+}
+
+async fn apply(
+    shared: &Arc<Shared>,
+    conn: &mut Connection,
+    media: &mut Option<Media>,
+    effect: Effect,
+    out: &Arc<Output>,
+    activity: &Arc<AtomicU64>,
+) -> Result<(), String> {
+    match effect {
+        Effect::None => Ok(()),
+        Effect::Close => Err("closed after an error".into()),
+        Effect::Pause => {
+            stop_media(shared, conn, media).await;
+            log::info!("rtsp: viewer {} paused", conn.peer());
+            Ok(())
+        }
+        Effect::Teardown => {
+            let frames = stop_media(shared, conn, media).await;
+            log::info!(
+                "rtsp: viewer {} ended its session (TEARDOWN){}",
+                conn.peer(),
+                frames
+                    .map(|f| format!(" after {f} frames"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        Effect::Play(params) => {
+            stop_media(shared, conn, media).await;
+            let progress = Arc::new(Progress {
+                next_seq: AtomicU32::new(u32::from(params.first_seq)),
+                ..Progress::default()
+            });
+            let (sink, route, how) = match params.transport {
+                MediaTransport::Tcp { .. } => (Sink::Tcp(out.clone()), None, "TCP".to_string()),
+                MediaTransport::Udp { rtp, rtcp } => {
+                    shared
+                        .rtcp_routes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(rtcp, activity.clone());
+                    (
+                        Sink::Udp {
+                            shared: shared.clone(),
+                            rtp,
+                            rtcp,
+                        },
+                        Some(rtcp),
+                        format!("UDP to port {}", rtp.port()),
+                    )
+                }
+            };
+            let sub = shared.fanout.subscribe(shared.opts.queue_frames);
+            let task = smol::spawn(media_task(
+                params,
+                sink,
+                sub,
+                progress.clone(),
+                shared.opts.max_payload,
+            ));
+            shared.stats.playing.fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "rtsp: viewer {} playing over {how} (session {}, {} playing)",
+                conn.peer(),
+                conn.session_id().unwrap_or("?"),
+                shared.stats.playing.load(Ordering::Relaxed)
+            );
+            *media = Some(Media {
+                task,
+                progress,
+                route,
+            });
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Frame sources: where pictures come from before the encoder.
+//!
+//! A source hands out one [`Frame`] at a time, borrowed from its own buffer
+//! (a capture buffer for a camera, a reused buffer for the test pattern or a
+//! file) until the frame is dropped, so the encoder reads pixels in place.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::clock;
+use crate::media::{Fraction, Frame, PixelFormat};
+
+pub mod testsrc;
+pub mod y4m;
+
+/// How a generated or file source is paced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pace {
+    /// At the frame rate, on the monotonic clock (a camera's pace).
+    Realtime,
+    /// As fast as the encoder takes frames (benchmarks, repeatable runs).
+    Asap,
+}
+
+/// What a source delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFormat {
+    pub width: u32,
+    pub height: u32,
+    pub fps: Fraction,
+    pub pixel_format: PixelFormat,
+    /// For logs: what the source is, e.g. `test pattern` or a device name.
+    pub description: String,
+}
+
+/// A failure to produce a frame.
+#[derive(Debug)]
+pub struct SourceError {
+    pub message: String,
+    /// Whether reopening the source may help (a camera unplugged or stalled)
+    /// as opposed to a permanent problem (a malformed file).
+    pub recoverable: bool,
+}
+
+impl SourceError {
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            recoverable: false,
+        }
+    }
+
+    pub fn recoverable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            recoverable: true,
+        }
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// A source of frames. Runs on the capture/encode thread.
+pub trait FrameSource: Send {
+    fn format(&self) -> &SourceFormat;
+
+    /// Blocks until the next frame. `Ok(None)` means the source has ended
+    /// (end of a file). The frame borrows the source until dropped.
+    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError>;
+
+    /// Asks for the next frame to be a keyframe, for sources that deliver
+    /// encoded frames (a camera's own H.264). Others ignore it.
+    fn request_keyframe(&mut self) {}
+}
+
+/// Paces frames on CLOCK_MONOTONIC: frame `n` is due at `start + n/fps`.
+/// A source that falls more than a frame behind skips ahead the way a
+/// camera drops frames, instead of bunching them up.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    fps: Fraction,
+    pace: Pace,
+    start: Option<Duration>,
+    index: u64,
+}
+
+impl Pacer {
+    pub fn new(fps: Fraction, pace: Pace) -> Self {
+        Self {
+            fps,
+            pace,
+            start: None,
+            index: 0,
+        }
+    }
+
+    /// Waits for the next frame's time; returns its index and capture time.
+    pub fn wait_next(&mut self) -> (u64, Duration) {
+        let start = *self.start.get_or_insert_with(clock::monotonic_now);
+        let mut due = start + self.fps.frame_time(self.index);
+        if self.pace == Pace::Realtime {
+            let now = clock::monotonic_now();
+            if now > due + self.fps.frame_duration() {
+                let behind = (now - start).as_nanos() * self.fps.num as u128
+                    / (1_000_000_000u128 * self.fps.den as u128);
+                self.index = behind as u64;
+                due = start + self.fps.frame_time(self.index);
+            }
+            clock::sleep_until(due);
+        }
+        let index = self.index;
+        self.index += 1;
+        (index, due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asap_pacing_gives_evenly_spaced_times() {
+        let mut p = Pacer::new(Fraction::new(25, 1), Pace::Asap);
+        let (i0, t0) = p.wait_next();
+        let (i1, t1) = p.wait_next();
+        let (i2, t2) = p.wait_next();
+        assert_eq!((i0, i1, i2), (0, 1, 2));
+        assert_eq!(t1 - t0, Duration::from_millis(40));
+        assert_eq!(t2 - t0, Duration::from_millis(80));
+    }
+
+    #[test]
+    fn realtime_pacing_skips_ahead_when_late() {
+        let mut p = Pacer::new(Fraction::new(100, 1), Pace::Realtime);
+        let (_, t0) = p.wait_next();
+        std::thread::sleep(Duration::from_millis(100));
+        let (i, t) = p.wait_next();
+        assert!(i >= 9, "skipped ahead to frame {i}");
+        assert_eq!(t - t0, Duration::from_millis(10 * i));
+    }
+}

@@ -1,0 +1,241 @@
+//! YUV4MPEG2 (`.y4m`) files with 4:2:0 frames: repeatable input for tests and
+//! benchmarks. Paced at the file's frame rate, or as fast as possible.
+//!
+//! Format: a header line `YUV4MPEG2 W<w> H<h> F<n>:<d> ...`, then per frame a
+//! line starting `FRAME` and w*h*3/2 bytes of I420.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use super::{FrameSource, Pace, Pacer, SourceError, SourceFormat};
+use crate::media::{Fraction, Frame, Image, PixelFormat, Planar};
+
+/// Longest header or frame line accepted.
+const MAX_LINE: usize = 1024;
+
+pub struct Y4mFile {
+    format: SourceFormat,
+    pacer: Pacer,
+    reader: BufReader<File>,
+    buf: Vec<u8>,
+    line: Vec<u8>,
+    frames: u64,
+}
+
+/// The parsed stream header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Y4mHeader {
+    pub width: u32,
+    pub height: u32,
+    pub fps: Fraction,
+}
+
+/// Parses the header line (without its newline).
+pub fn parse_header(line: &[u8]) -> Result<Y4mHeader, String> {
+    let line = std::str::from_utf8(line).map_err(|_| "the header is not text".to_string())?;
+    let mut words = line.split(' ');
+    if words.next() != Some("YUV4MPEG2") {
+        return Err("not a YUV4MPEG2 file (no YUV4MPEG2 signature)".into());
+    }
+    let (mut w, mut h, mut fps) = (None, None, None);
+    for word in words.filter(|w| !w.is_empty()) {
+        let (tag, val) = word.split_at(1);
+        match tag {
+            "W" => w = val.parse::<u32>().ok(),
+            "H" => h = val.parse::<u32>().ok(),
+            "F" => {
+                let (n, d) = val
+                    .split_once(':')
+                    .ok_or(format!("frame rate {val:?} is not N:D"))?;
+                let (n, d) = (n.parse::<u32>(), d.parse::<u32>());
+                match (n, d) {
+                    (Ok(n), Ok(d)) if n > 0 && d > 0 => fps = Some(Fraction::new(n, d)),
+                    _ => return Err(format!("frame rate {val:?} is not N:D with N, D > 0")),
+                }
+            }
+            "C" if !val.starts_with("420") => {
+                return Err(format!(
+                    "colour space C{val} is not 4:2:0; convert with ffmpeg -pix_fmt yuv420p"
+                ));
+            }
+            "I" if !matches!(val, "p" | "?") => {
+                return Err(format!("interlaced files (I{val}) are not supported"));
+            }
+            _ => {}
+        }
+    }
+    let (width, height) = match (w, h) {
+        (Some(w), Some(h))
+            if w >= 16 && h >= 16 && w % 2 == 0 && h % 2 == 0 && w <= 8192 && h <= 8192 =>
+        {
+            (w, h)
+        }
+        (Some(w), Some(h)) => return Err(format!("size {w}x{h}: both must be even, 16..=8192")),
+        _ => return Err("the header has no W and H".into()),
+    };
+    Ok(Y4mHeader {
+        width,
+        height,
+        fps: fps.unwrap_or(Fraction::new(25, 1)),
+    })
+}
+
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<bool> {
+    line.clear();
+    let n = reader.take(MAX_LINE as u64).read_until(b'\n', line)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("line longer than {MAX_LINE} bytes or cut short"),
+        ));
+    }
+    line.pop();
+    Ok(true)
+}
+
+impl Y4mFile {
+    pub fn open(path: &Path, pace: Pace) -> Result<Self, SourceError> {
+        let name = path.display();
+        let file =
+            File::open(path).map_err(|e| SourceError::fatal(format!("cannot open {name}: {e}")))?;
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let mut line = Vec::new();
+        match read_line(&mut reader, &mut line) {
+            Ok(true) => {}
+            Ok(false) => return Err(SourceError::fatal(format!("{name} is empty"))),
+            Err(e) => return Err(SourceError::fatal(format!("{name}: {e}"))),
+        }
+        let hdr = parse_header(&line).map_err(|e| SourceError::fatal(format!("{name}: {e}")))?;
+        let size = hdr.width as usize * hdr.height as usize * 3 / 2;
+        Ok(Self {
+            format: SourceFormat {
+                width: hdr.width,
+                height: hdr.height,
+                fps: hdr.fps,
+                pixel_format: PixelFormat::I420,
+                description: format!("file {name}"),
+            },
+            pacer: Pacer::new(hdr.fps, pace),
+            reader,
+            buf: vec![0; size],
+            line,
+            frames: 0,
+        })
+    }
+}
+
+impl FrameSource for Y4mFile {
+    fn format(&self) -> &SourceFormat {
+        &self.format
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError> {
+        let n = self.frames;
+        match read_line(&mut self.reader, &mut self.line) {
+            Ok(false) => return Ok(None),
+            Ok(true) if self.line.starts_with(b"FRAME") => {}
+            Ok(true) => return Err(SourceError::fatal(format!("frame {n}: no FRAME marker"))),
+            Err(e) => return Err(SourceError::fatal(format!("frame {n}: {e}"))),
+        }
+        self.reader.read_exact(&mut self.buf).map_err(|e| {
+            SourceError::fatal(format!(
+                "frame {n} is cut short ({e}); the file is truncated"
+            ))
+        })?;
+        self.frames += 1;
+        let (_, pts) = self.pacer.wait_next();
+        let f = &self.format;
+        let planar = Planar::from_contiguous(
+            PixelFormat::I420,
+            f.width,
+            f.height,
+            f.width as usize,
+            &self.buf,
+        )
+        .map_err(SourceError::fatal)?;
+        Ok(Some(Frame {
+            pts,
+            image: Image::Planar(planar),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn headers() {
+        let h = parse_header(b"YUV4MPEG2 W320 H240 F30000:1001 Ip A1:1 C420jpeg XYSCSS=420JPEG")
+            .unwrap();
+        assert_eq!(
+            (h.width, h.height, h.fps),
+            (320, 240, Fraction::new(30000, 1001))
+        );
+        assert_eq!(
+            parse_header(b"YUV4MPEG2 W16 H16").unwrap().fps,
+            Fraction::new(25, 1)
+        );
+        for bad in [
+            &b"YUV4MPEG W320 H240"[..],
+            b"YUV4MPEG2 W320",
+            b"YUV4MPEG2 W321 H240",
+            b"YUV4MPEG2 W320 H240 F30",
+            b"YUV4MPEG2 W320 H240 F0:1",
+            b"YUV4MPEG2 W320 H240 C422",
+            b"YUV4MPEG2 W320 H240 It",
+            b"\xff",
+        ] {
+            assert!(
+                parse_header(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn reads_frames_until_eof_and_flags_truncation() {
+        let dir = std::env::temp_dir().join(format!("edgestream-y4m-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.y4m");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"YUV4MPEG2 W16 H16 F10:1 Ip C420jpeg\n")
+            .unwrap();
+        for i in 0..3u8 {
+            f.write_all(b"FRAME\n").unwrap();
+            f.write_all(&[i; 384]).unwrap();
+        }
+        drop(f);
+        let mut src = Y4mFile::open(&path, Pace::Asap).unwrap();
+        assert_eq!(src.format().fps, Fraction::new(10, 1));
+        for i in 0..3u8 {
+            let frame = src.next_frame().unwrap().unwrap();
+            let Image::Planar(p) = frame.image else {
+                panic!()
+            };
+            assert!(p.planes[0].iter().all(|&b| b == i));
+        }
+        assert!(src.next_frame().unwrap().is_none());
+
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"FRAME\n").unwrap();
+        f.write_all(&[0; 100]).unwrap();
+        drop(f);
+        let mut src = Y4mFile::open(&path, Pace::Asap).unwrap();
+        for _ in 0..3 {
+            src.next_frame().unwrap().unwrap();
+        }
+        let err = src.next_frame().unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
