@@ -11,8 +11,9 @@ use smol::stream::StreamExt;
 
 use crate::config::{Config, SourceSpec};
 use crate::fanout::{Fanout, KeyframeRequest};
+use crate::health::{Health, SourceState};
 use crate::media::Fraction;
-use crate::pipeline::{EncodeOptions, Ended, Pipeline};
+use crate::pipeline::{EncodeOptions, Ended, Handles, Pipeline};
 use crate::rtsp::{RtspServer, ServerOptions};
 use crate::source::FrameSource;
 use crate::source::testsrc::TestPattern;
@@ -88,6 +89,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let fanout = Fanout::new(keyframes);
     let stats = Arc::new(PipelineStats::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let health = Health::new();
     let pipeline = Pipeline::new(
         source,
         &EncodeOptions {
@@ -95,9 +97,12 @@ pub fn run(config: Config) -> Result<(), String> {
             keyint_seconds: config.keyint,
             threads: config.threads,
         },
-        fanout.clone(),
-        stats.clone(),
-        stop.clone(),
+        Handles {
+            fanout: fanout.clone(),
+            stats: stats.clone(),
+            health: health.clone(),
+            stop: stop.clone(),
+        },
         config.frames,
     )?;
 
@@ -166,10 +171,12 @@ pub fn run(config: Config) -> Result<(), String> {
         let stats_task = {
             let fanout = fanout.clone();
             let stats = stats.clone();
+            let health = health.clone();
             smol::spawn(async move {
                 let mut last = Instant::now();
                 loop {
                     smol::Timer::after(STATS_INTERVAL).await;
+                    let h = health.snapshot();
                     let line = StatsLine {
                         window: stats.take_window(),
                         elapsed: last.elapsed(),
@@ -177,8 +184,19 @@ pub fn run(config: Config) -> Result<(), String> {
                             .as_ref()
                             .map_or(0, |s| s.playing.load(Ordering::Relaxed)),
                         dropped: fanout.dropped_total(),
-                        push: Vec::new(),
-                        source: None,
+                        push: h
+                            .pushes
+                            .iter()
+                            .map(|(name, _, detail)| format!("{name} {detail}"))
+                            .collect(),
+                        source: match h.source {
+                            SourceState::Delivering => None,
+                            SourceState::Paused => Some("privacy pause".into()),
+                            SourceState::Starting => Some("source starting".into()),
+                            SourceState::Fault => {
+                                Some(h.source_detail.unwrap_or_else(|| "source fault".into()))
+                            }
+                        },
                     };
                     last = Instant::now();
                     log::info!("stats: {line}");

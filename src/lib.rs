@@ -14,6 +14,7 @@ pub mod config;
 pub mod encode;
 pub mod fanout;
 pub mod h264;
+pub mod health;
 pub mod logging;
 pub mod media;
 pub mod netif;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::encode::{Encoder, EncoderSettings};
 use crate::fanout::{Fanout, KeyframePacer};
+use crate::health::{Health, SourceState};
 use crate::media::{Fraction, Image, PixelFormat, StreamInfo};
 use crate::source::FrameSource;
 use crate::stats::PipelineStats;
@@ -34,12 +35,20 @@ pub struct EncodeOptions {
     pub threads: u32,
 }
 
+/// The shared handles the pipeline reports to.
+#[derive(Clone)]
+pub struct Handles {
+    pub fanout: Arc<Fanout>,
+    pub stats: Arc<PipelineStats>,
+    pub health: Arc<Health>,
+    /// Set to stop the loop (checked once per frame).
+    pub stop: Arc<AtomicBool>,
+}
+
 pub struct Pipeline {
     source: Box<dyn FrameSource>,
     encoder: Encoder,
-    fanout: Arc<Fanout>,
-    stats: Arc<PipelineStats>,
-    stop: Arc<AtomicBool>,
+    handles: Handles,
     frame_limit: Option<u64>,
     pacer: KeyframePacer,
 }
@@ -50,9 +59,7 @@ impl Pipeline {
     pub fn new(
         source: Box<dyn FrameSource>,
         opts: &EncodeOptions,
-        fanout: Arc<Fanout>,
-        stats: Arc<PipelineStats>,
-        stop: Arc<AtomicBool>,
+        handles: Handles,
         frame_limit: Option<u64>,
     ) -> Result<Self, String> {
         let f = source.format().clone();
@@ -91,7 +98,7 @@ impl Pipeline {
                 settings.threads.to_string()
             },
         );
-        fanout.set_stream_info(StreamInfo {
+        handles.fanout.set_stream_info(StreamInfo {
             width: f.width,
             height: f.height,
             fps: f.fps,
@@ -101,9 +108,7 @@ impl Pipeline {
         Ok(Self {
             source,
             encoder,
-            fanout,
-            stats,
-            stop,
+            handles,
             frame_limit,
             pacer: KeyframePacer::new(MIN_FORCED_KEYFRAME_INTERVAL),
         })
@@ -111,16 +116,22 @@ impl Pipeline {
 
     /// Runs until stopped, the frame limit, the end of the source, or an error.
     pub fn run(mut self) -> Result<Ended, String> {
-        let kf = self.fanout.keyframe_request().clone();
+        let kf = self.handles.fanout.keyframe_request().clone();
         let mut count = 0u64;
         loop {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.handles.stop.load(Ordering::Relaxed) {
                 return Ok(Ended::Stopped);
             }
             let frame = match self.source.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(Ended::EndOfStream),
-                Err(e) => return Err(format!("{}: {e}", self.source.format().description)),
+                Err(e) => {
+                    let msg = format!("{}: {e}", self.source.format().description);
+                    self.handles
+                        .health
+                        .set_source(SourceState::Fault, Some(msg.clone()));
+                    return Err(msg);
+                }
             };
             let force = self.pacer.should_force(&kf, frame.pts);
             let started = Instant::now();
@@ -137,9 +148,15 @@ impl Pipeline {
                 // Before publishing: a sink subscribing now gets this frame.
                 self.pacer.natural_keyframe(&kf, encoded.pts);
             }
-            self.stats
+            self.handles
+                .stats
                 .record(encoded.annex_b().len(), took, encoded.keyframe, force);
-            self.fanout.publish(Arc::new(encoded));
+            self.handles.fanout.publish(Arc::new(encoded));
+            if count == 0 {
+                self.handles
+                    .health
+                    .set_source(SourceState::Delivering, None);
+            }
             count += 1;
             if self.frame_limit.is_some_and(|n| count >= n) {
                 return Ok(Ended::FrameLimit);
@@ -176,6 +193,7 @@ mod tests {
         let sub = fanout.subscribe(100);
         let src = TestPattern::new(160, 120, Fraction::new(30, 1), Pace::Asap).unwrap();
         let stats = Arc::new(PipelineStats::default());
+        let health = Health::new();
         let p = Pipeline::new(
             Box::new(src),
             &EncodeOptions {
@@ -183,12 +201,16 @@ mod tests {
                 keyint_seconds: 0.5,
                 threads: 1,
             },
-            fanout.clone(),
-            stats.clone(),
-            Arc::default(),
+            Handles {
+                fanout: fanout.clone(),
+                stats: stats.clone(),
+                health: health.clone(),
+                stop: Arc::default(),
+            },
             Some(40),
         )
         .unwrap();
+        assert_eq!(health.source(), SourceState::Starting);
         assert_eq!(fanout.stream_info().unwrap().width, 160);
         assert_eq!(p.run().unwrap(), Ended::FrameLimit);
         let mut frames = Vec::new();
@@ -205,6 +227,7 @@ mod tests {
         assert_eq!(keys, vec![0, 15, 30]);
         assert!(frames.windows(2).all(|w| w[1].pts > w[0].pts));
         assert_eq!(stats.frames_total.load(Ordering::Relaxed), 40);
+        assert_eq!(health.source(), SourceState::Delivering);
     }
 
     #[test]
