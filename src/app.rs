@@ -14,6 +14,9 @@ use crate::fanout::{Fanout, KeyframeRequest};
 use crate::health::{Health, SourceState};
 use crate::media::Fraction;
 use crate::pipeline::{EncodeOptions, Ended, Handles, Pipeline};
+use crate::rtsp::auth::Authenticator;
+use crate::rtsp::limits::LimitSettings;
+use crate::rtsp::parse::Limits;
 use crate::rtsp::{RtspServer, ServerOptions};
 use crate::source::FrameSource;
 use crate::source::testsrc::TestPattern;
@@ -60,6 +63,96 @@ pub fn viewer_urls(addr: SocketAddr, path: &str) -> Vec<String> {
     ips.into_iter().map(fmt).collect()
 }
 
+/// Whether an RTSP server on `listen` lets anyone on the network watch.
+pub fn open_to_network(listen: SocketAddr, has_users: bool) -> bool {
+    !has_users && !listen.ip().is_loopback()
+}
+
+/// The RTSP server's options from the configuration.
+pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptions, String> {
+    let auth = if config.rtsp_users.is_empty() {
+        None
+    } else {
+        let secret = random_secret().map_err(|e| format!("cannot draw a random nonce key: {e}"))?;
+        Some(Arc::new(Authenticator::new(
+            config.rtsp_users.clone(),
+            config.rtsp_basic_auth,
+            secret,
+            Instant::now(),
+        )))
+    };
+    Ok(ServerOptions {
+        listen,
+        path: config.rtsp_path.clone(),
+        session_timeout: Duration::from_secs(config.session_timeout),
+        max_payload: config.rtp_payload_size,
+        max_viewers: config.max_viewers,
+        parse_limits: Limits {
+            max_header_bytes: config.max_request_bytes,
+            ..Limits::default()
+        },
+        limits: LimitSettings {
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            max_requests_per_second: config.max_requests_per_second,
+            handshake_timeout: Duration::from_secs(config.handshake_timeout),
+            idle_timeout: Duration::from_secs(config.idle_timeout),
+        },
+        auth,
+        ..ServerOptions::default()
+    })
+}
+
+/// 32 bytes from the kernel's CSPRNG.
+fn random_secret() -> std::io::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    let mut filled = 0;
+    while filled < key.len() {
+        // SAFETY: the pointer and length describe the unfilled part of `key`.
+        let n =
+            unsafe { libc::getrandom(key[filled..].as_mut_ptr().cast(), key.len() - filled, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(key)
+}
+
+/// Raises the open-file limit to its hard maximum: each RTSP connection is a
+/// descriptor, and the soft default (often 1024) is below `max-connections`.
+fn raise_fd_limit(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let before = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                lim.rlim_cur = before;
+            }
+        }
+    }
+    // rlim_t is 32 bits on 32-bit ARM.
+    #[allow(clippy::unnecessary_cast)]
+    if (lim.rlim_cur as u64) < want {
+        log::warn!(
+            "the open-file limit is {}, below the {want} that max-connections needs; raise LimitNOFILE",
+            lim.rlim_cur
+        );
+    }
+}
+
 /// What ended the run.
 enum End {
     Signal(i32),
@@ -68,6 +161,13 @@ enum End {
 
 /// Runs everything. Returns when stopped; the error is a runtime failure.
 pub fn run(config: Config) -> Result<(), String> {
+    // First of all, so a signal during startup still stops cleanly.
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if config.rtsp.is_some() {
+        raise_fd_limit(config.max_connections as u64 + 64);
+    }
     let source = open_source(&config)?;
     let fmt = source.format().clone();
     if !matches!(config.source, SourceSpec::TestPattern)
@@ -108,16 +208,14 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let server = match config.rtsp {
         Some(listen) => {
-            let opts = ServerOptions {
-                listen,
-                path: config.rtsp_path.clone(),
-                session_timeout: Duration::from_secs(config.session_timeout),
-                max_payload: config.rtp_payload_size,
-                max_viewers: config.max_viewers,
-                ..ServerOptions::default()
-            };
-            let server = RtspServer::bind(opts, fanout.clone())
+            let server = RtspServer::bind(server_options(&config, listen)?, fanout.clone())
                 .map_err(|e| format!("cannot serve RTSP on {listen}: {e}"))?;
+            if open_to_network(listen, !config.rtsp_users.is_empty()) {
+                log::warn!(
+                    "rtsp: listening on {listen} without authentication: anyone who can reach this \
+                     device can watch; set rtsp-users-file (or rtsp-user), or listen on 127.0.0.1"
+                );
+            }
             Some(server)
         }
         None => None,
@@ -165,9 +263,6 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let result = smol::block_on(async {
         let _server_task = server.map(|s| smol::spawn(s.run()));
-        let mut signals =
-            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
-                .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let stats_task = {
             let fanout = fanout.clone();
             let stats = stats.clone();
@@ -251,5 +346,37 @@ pub fn run(config: Config) -> Result<(), String> {
         }
         End::Pipeline(Ok(Ended::Stopped)) => Ok(()),
         End::Pipeline(Err(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_only_for_unauthenticated_network_listeners() {
+        let any: SocketAddr = "0.0.0.0:8554".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:8554".parse().unwrap();
+        let v6: SocketAddr = "[::]:8554".parse().unwrap();
+        assert!(open_to_network(any, false));
+        assert!(open_to_network(v6, false));
+        assert!(!open_to_network(any, true));
+        assert!(!open_to_network(lo, false));
+    }
+
+    #[test]
+    fn viewer_urls_name_the_bound_address() {
+        let lo: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        assert_eq!(viewer_urls(lo, "/live"), vec!["rtsp://127.0.0.1:9000/live"]);
+        let any: SocketAddr = "0.0.0.0:9000".parse().unwrap();
+        let urls = viewer_urls(any, "/cam");
+        assert!(
+            urls.iter().any(|u| u == "rtsp://127.0.0.1:9000/cam"),
+            "{urls:?}"
+        );
+        assert!(
+            urls.iter().all(|u| !u.contains('[')),
+            "IPv4 listener lists IPv4 only"
+        );
     }
 }

@@ -10,7 +10,39 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::rtsp::auth::User;
 use crate::source::Pace;
+
+/// What `--print-config` prints instead of a password.
+const HIDDEN: &str = ":<hidden>";
+
+/// Reads an RTSP users file: `user:password` or htdigest `user:realm:md5`
+/// lines; `#` comments and blank lines are skipped. The file must not be
+/// readable by group or others: it holds secrets.
+pub fn load_users_file(path: &Path) -> Result<Vec<User>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{shown} is open to group or others (mode {mode:04o}); run `chmod 600 {shown}`"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut users = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        users.push(User::parse(line).map_err(|e| format!("{shown} line {}: {e}", i + 1))?);
+    }
+    if users.is_empty() {
+        return Err(format!("{shown} has no users"));
+    }
+    Ok(users)
+}
 
 /// The command line. Help texts are the reference for the README's table.
 #[derive(Parser, Debug, Default, Clone)]
@@ -93,6 +125,48 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// An RTSP user allowed to watch; once any user is set, every RTSP request
+    /// but OPTIONS needs credentials (Digest). Repeat for several users. Prefer
+    /// --rtsp-users-file: command lines are visible to other local users.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub rtsp_user: Vec<String>,
+
+    /// A file of RTSP users, one `user:password` or htdigest `user:edgestream:md5`
+    /// per line; it must not be readable by group or others.
+    #[arg(long, value_name = "FILE")]
+    pub rtsp_users_file: Option<PathBuf>,
+
+    /// Also accept Basic authentication (the password crosses the network in
+    /// the clear; Digest is always offered). [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub rtsp_basic_auth: Option<bool>,
+
+    /// Most RTSP connections at once; more are answered 503 and closed. [default: 512]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Most RTSP connections from one client address. [default: 10]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Largest RTSP request header block in bytes; larger gets 400. [default: 8192]
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+
+    /// Requests per second one RTSP connection may make (bursts of twice that);
+    /// more get 503. [default: 20]
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_second: Option<u32>,
+
+    /// Seconds a client has to send a complete request after connecting or
+    /// starting one; slower ones get 408 and are closed. [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub handshake_timeout: Option<u64>,
+
+    /// Seconds an RTSP connection without a session may stay idle. [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -117,6 +191,15 @@ struct FileConfig {
     session_timeout: Option<u64>,
     max_viewers: Option<usize>,
     log_level: Option<String>,
+    rtsp_user: Option<Vec<String>>,
+    rtsp_users_file: Option<PathBuf>,
+    rtsp_basic_auth: Option<bool>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    max_request_bytes: Option<usize>,
+    max_requests_per_second: Option<u32>,
+    handshake_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
 }
 
 /// Where frames come from.
@@ -156,6 +239,18 @@ pub struct Config {
     pub session_timeout: u64,
     pub max_viewers: usize,
     pub log_level: log::LevelFilter,
+    /// Users from `rtsp-user` (in order), then from `rtsp-users-file`.
+    pub rtsp_users: Vec<User>,
+    /// How many of `rtsp_users` came from `rtsp-user` (printed masked).
+    pub rtsp_user_entries: usize,
+    pub rtsp_users_file: Option<PathBuf>,
+    pub rtsp_basic_auth: bool,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_request_bytes: usize,
+    pub max_requests_per_second: u32,
+    pub handshake_timeout: u64,
+    pub idle_timeout: u64,
 }
 
 impl Default for Config {
@@ -177,6 +272,16 @@ impl Default for Config {
             session_timeout: 60,
             max_viewers: 32,
             log_level: log::LevelFilter::Info,
+            rtsp_users: Vec::new(),
+            rtsp_user_entries: 0,
+            rtsp_users_file: None,
+            rtsp_basic_auth: false,
+            max_connections: 512,
+            max_connections_per_ip: 10,
+            max_request_bytes: 8192,
+            max_requests_per_second: 20,
+            handshake_timeout: 10,
+            idle_timeout: 30,
         }
     }
 }
@@ -338,6 +443,7 @@ impl Config {
 
     fn merge(cli: &Cli, file: FileConfig, path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut c = Config::default();
+        Self::merge_rtsp_access(&mut c, cli, &file, path)?;
         if let Some((v, o)) = pick(cli.source.clone(), file.source, "source", path) {
             c.source = parse_source(&v).ok_or_else(|| {
                 ConfigError(format!(
@@ -461,6 +567,115 @@ impl Config {
         Ok(c)
     }
 
+    /// The RTSP users and connection limits (issue: the network face).
+    fn merge_rtsp_access(
+        c: &mut Config,
+        cli: &Cli,
+        file: &FileConfig,
+        path: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        let users = if cli.rtsp_user.is_empty() {
+            file.rtsp_user.clone().map(|u| {
+                (
+                    u,
+                    Origin {
+                        key: "rtsp-user",
+                        file: path,
+                    },
+                )
+            })
+        } else {
+            Some((
+                cli.rtsp_user.clone(),
+                Origin {
+                    key: "rtsp-user",
+                    file: None,
+                },
+            ))
+        };
+        if let Some((entries, o)) = users {
+            for e in &entries {
+                if e.ends_with(HIDDEN) {
+                    return Err(ConfigError(format!(
+                        "{o}: the password in {e:?} was hidden by --print-config; write the real one"
+                    )));
+                }
+                let user = User::parse(e).map_err(|why| ConfigError(format!("{o}: {why}")))?;
+                c.rtsp_users.push(user);
+            }
+            c.rtsp_user_entries = entries.len();
+        }
+        if let Some((v, o)) = pick(
+            cli.rtsp_users_file.clone(),
+            file.rtsp_users_file.clone(),
+            "rtsp-users-file",
+            path,
+        ) {
+            c.rtsp_users
+                .extend(load_users_file(&v).map_err(|e| ConfigError(format!("{o}: {e}")))?);
+            c.rtsp_users_file = Some(v);
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = c.rtsp_users.iter().find(|u| !seen.insert(u.name.clone())) {
+            return Err(ConfigError(format!(
+                "RTSP user {:?} is defined twice (rtsp-user and rtsp-users-file); keep one",
+                dup.name
+            )));
+        }
+        if let Some((v, _)) = pick(
+            cli.rtsp_basic_auth,
+            file.rtsp_basic_auth,
+            "rtsp-basic-auth",
+            path,
+        ) {
+            c.rtsp_basic_auth = v;
+        }
+        if let Some((v, o)) = pick(
+            cli.max_connections,
+            file.max_connections,
+            "max-connections",
+            path,
+        ) {
+            c.max_connections = in_range(v, &o, 1, 65_536, "")?;
+        }
+        if let Some((v, o)) = pick(
+            cli.max_connections_per_ip,
+            file.max_connections_per_ip,
+            "max-connections-per-ip",
+            path,
+        ) {
+            c.max_connections_per_ip = in_range(v, &o, 1, 65_536, "")?;
+        }
+        if let Some((v, o)) = pick(
+            cli.max_request_bytes,
+            file.max_request_bytes,
+            "max-request-bytes",
+            path,
+        ) {
+            c.max_request_bytes = in_range(v, &o, 1024, 65_536, " bytes")?;
+        }
+        if let Some((v, o)) = pick(
+            cli.max_requests_per_second,
+            file.max_requests_per_second,
+            "max-requests-per-second",
+            path,
+        ) {
+            c.max_requests_per_second = in_range(v, &o, 1, 10_000, "")?;
+        }
+        if let Some((v, o)) = pick(
+            cli.handshake_timeout,
+            file.handshake_timeout,
+            "handshake-timeout",
+            path,
+        ) {
+            c.handshake_timeout = in_range(v, &o, 1, 600, " seconds")?;
+        }
+        if let Some((v, o)) = pick(cli.idle_timeout, file.idle_timeout, "idle-timeout", path) {
+            c.idle_timeout = in_range(v, &o, 1, 3600, " seconds")?;
+        }
+        Ok(())
+    }
+
     /// The effective configuration as a config file.
     pub fn to_toml(&self) -> String {
         let mut t = toml::Table::new();
@@ -502,6 +717,31 @@ impl Config {
             "log-level",
             self.log_level.to_string().to_lowercase().into(),
         );
+        put(
+            "rtsp-user",
+            toml::Value::Array(
+                self.rtsp_users[..self.rtsp_user_entries]
+                    .iter()
+                    .map(|u| format!("{}{HIDDEN}", u.name).into())
+                    .collect(),
+            ),
+        );
+        if let Some(f) = &self.rtsp_users_file {
+            put("rtsp-users-file", f.display().to_string().into());
+        }
+        put("rtsp-basic-auth", self.rtsp_basic_auth.into());
+        put("max-connections", (self.max_connections as i64).into());
+        put(
+            "max-connections-per-ip",
+            (self.max_connections_per_ip as i64).into(),
+        );
+        put("max-request-bytes", (self.max_request_bytes as i64).into());
+        put(
+            "max-requests-per-second",
+            i64::from(self.max_requests_per_second).into(),
+        );
+        put("handshake-timeout", (self.handshake_timeout as i64).into());
+        put("idle-timeout", (self.idle_timeout as i64).into());
         toml::to_string(&t).unwrap_or_default()
     }
 }
@@ -603,6 +843,67 @@ mod tests {
         let text = c.to_toml();
         let back = from_toml(&text, &[]).unwrap();
         assert_eq!(back, c, "{text}");
+    }
+
+    #[test]
+    fn rtsp_users_from_flags_and_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let c = from_toml("rtsp-user = [\"viewer:pw\"]", &["--rtsp-basic-auth"]).unwrap();
+        assert_eq!(c.rtsp_users.len(), 1);
+        assert!(c.rtsp_basic_auth);
+        let printed = c.to_toml();
+        assert!(
+            printed.contains("rtsp-user = [\"viewer:<hidden>\"]"),
+            "{printed}"
+        );
+        assert!(!printed.contains("pw\""));
+        let e = from_toml(&printed, &[]).unwrap_err().0;
+        assert!(e.contains("hidden by --print-config"), "{e}");
+
+        let dir = std::env::temp_dir().join(format!("edgestream-users-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("users");
+        std::fs::write(
+            &f,
+            "# viewers\nalice:pa:ss\n\nbob:edgestream:0123456789abcdef0123456789abcdef\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let fs = f.to_str().unwrap();
+        let e = from_toml("", &["--rtsp-users-file", fs]).unwrap_err().0;
+        assert!(
+            e.contains("--rtsp-users-file") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = from_toml("", &["--rtsp-users-file", fs, "--rtsp-user", "carol:x"]).unwrap();
+        let names: Vec<&str> = c.rtsp_users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["carol", "alice", "bob"]);
+        let e = from_toml("", &["--rtsp-users-file", fs, "--rtsp-user", "alice:x"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("defined twice"), "{e}");
+        std::fs::write(&f, "alice\n").unwrap();
+        let e = from_toml("", &["--rtsp-users-file", fs]).unwrap_err().0;
+        assert!(e.contains("line 1"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = from_toml("", &["--rtsp-user", "nopassword"]).unwrap_err().0;
+        assert!(e.starts_with("--rtsp-user:"), "{e}");
+    }
+
+    #[test]
+    fn limits() {
+        let c = from_toml(
+            "max-connections = 100\nidle-timeout = 5",
+            &["--max-requests-per-second", "3"],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.max_connections, c.idle_timeout, c.max_requests_per_second),
+            (100, 5, 3)
+        );
+        let e = from_toml("max-request-bytes = 10", &[]).unwrap_err().0;
+        assert!(e.contains("1024 to 65536"), "{e}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn help_flags() -> Vec<String> {
     let mut flags: Vec<String> = help
         .split_whitespace()
         .filter(|w| w.starts_with("--") && w.len() > 2)
-        .map(|w| w.trim_end_matches([',', '.', ')']).to_string())
+        .map(|w| w.trim_end_matches([',', '.', ')', ':']).to_string())
         .collect();
     flags.sort();
     flags.dedup();

@@ -69,7 +69,8 @@ fn retina_plays_over_tcp_and_udp_with_sender_reports() {
 
 #[test]
 fn sixteen_viewers_at_once() {
-    let es = Edgestream::start(&["--size", "320x240"]);
+    // All from 127.0.0.1: lift the per-address connection limit (10).
+    let es = Edgestream::start(&["--size", "320x240", "--max-connections-per-ip", "16"]);
     let url = es.url.clone();
     let results = block_on(async move {
         let views = (0..16).map(|i| {

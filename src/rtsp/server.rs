@@ -18,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use smol::{Async, Task, Timer};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::auth::Authenticator;
+use super::limits::{ConnTable, LimitSettings, TokenBucket};
 use super::parse::{self, Limits, Message, Parsed};
 use super::response::Response;
 use super::session::{
@@ -48,9 +50,14 @@ pub struct ServerOptions {
     pub max_viewers: usize,
     /// Frames queued per viewer before it starts losing them.
     pub queue_frames: usize,
-    pub limits: Limits,
+    /// Size limits for requests.
+    pub parse_limits: Limits,
+    /// Connection, rate and timeout limits.
+    pub limits: LimitSettings,
     /// Offer UDP transport (binds an RTP/RTCP port pair).
     pub udp: bool,
+    /// Require credentials (all requests but OPTIONS).
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl Default for ServerOptions {
@@ -62,8 +69,10 @@ impl Default for ServerOptions {
             max_payload: 1400,
             max_viewers: 32,
             queue_frames: 30,
-            limits: Limits::default(),
+            parse_limits: Limits::default(),
+            limits: LimitSettings::default(),
             udp: true,
+            auth: None,
         }
     }
 }
@@ -77,6 +86,12 @@ pub struct ServerStats {
     /// Sessions currently sending media.
     pub playing: AtomicUsize,
     pub bad_requests: AtomicU64,
+    /// Connections refused by the connection limits.
+    pub refused: AtomicU64,
+    /// Requests answered 503 for exceeding the request rate.
+    pub rate_limited: AtomicU64,
+    /// Requests answered 401.
+    pub auth_failures: AtomicU64,
 }
 
 struct Viewers {
@@ -150,9 +165,30 @@ struct Shared {
     rtcp_routes: Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>,
     epoch: Instant,
     sdp_session_id: u64,
+    conn_table: Mutex<ConnTable>,
+    /// When a refusal was last logged at warning level.
+    last_refusal_log: Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    /// Logs refused connections without flooding the log: one warning per
+    /// 10 s, the rest at debug level.
+    fn log_refusal(&self, peer: SocketAddr, why: &super::limits::Refusal) {
+        let mut last = self
+            .last_refusal_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            log::warn!(
+                "rtsp: refusing {peer}: {why} ({} refused so far)",
+                self.stats.refused.load(Ordering::Relaxed)
+            );
+        } else {
+            log::debug!("rtsp: refusing {peer}: {why}");
+        }
+    }
+
     fn millis_since_epoch(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -178,7 +214,9 @@ impl RtspServer {
         let settings = Arc::new(Settings {
             path: opts.path.trim_end_matches('/').to_string(),
             session_timeout: opts.session_timeout,
+            idle_timeout: opts.limits.idle_timeout,
             udp: udp.is_some(),
+            auth: opts.auth.clone(),
         });
         Ok(Self {
             listener,
@@ -193,6 +231,8 @@ impl RtspServer {
                 udp,
                 stats,
                 rtcp_routes: Mutex::new(HashMap::new()),
+                conn_table: Mutex::new(ConnTable::default()),
+                last_refusal_log: Mutex::new(None),
                 epoch: Instant::now(),
                 sdp_session_id: fastrand::u64(1..u64::MAX / 2),
             }),
@@ -229,7 +269,27 @@ impl RtspServer {
                     // about a second instead of megabytes of stale video.
                     let _ =
                         socket2::SockRef::from(stream.get_ref()).set_send_buffer_size(SEND_BUFFER);
-                    smol::spawn(serve_connection(shared.clone(), stream, peer)).detach();
+                    let admitted = shared
+                        .conn_table
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .admit(peer.ip(), &shared.opts.limits);
+                    match admitted {
+                        Ok(()) => {
+                            shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                            let slot = ConnSlot {
+                                shared: shared.clone(),
+                                ip: peer.ip(),
+                            };
+                            let task = ConnTask::new(shared.clone(), stream, peer, slot);
+                            smol::spawn(task.run()).detach();
+                        }
+                        Err(refusal) => {
+                            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                            shared.log_refusal(peer, &refusal);
+                            smol::spawn(refuse(stream, refusal.to_string())).detach();
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors, say: do not spin.
@@ -472,177 +532,347 @@ enum Wake {
     MediaEnded(io::Result<()>),
 }
 
-async fn serve_connection(shared: Arc<Shared>, stream: Async<TcpStream>, peer: SocketAddr) {
-    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let stream = Arc::new(stream);
-    let out = Arc::new(Output {
-        stream: stream.clone(),
-        lock: smol::lock::Mutex::new(()),
-    });
-    let local_ip = stream
-        .get_ref()
-        .local_addr()
-        .map(|a| a.ip())
-        .unwrap_or(shared.opts.listen.ip());
-    let mut conn = Connection::new(shared.settings.clone(), peer, Instant::now());
-    let activity = Arc::new(AtomicU64::new(0));
-    let limits = shared.opts.limits;
-    let mut buf = vec![0u8; limits.max_header_bytes + limits.max_body_bytes + 64 * 1024];
-    let mut filled = 0;
-    let mut media: Option<Media> = None;
-    let started = Instant::now();
-    log::debug!("rtsp: connection from {peer}");
+/// Releases a connection's slot in the connection table when dropped.
+struct ConnSlot {
+    shared: Arc<Shared>,
+    ip: std::net::IpAddr,
+}
 
-    let reason: String = 'conn: loop {
-        // Handle every complete message in the buffer.
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.shared
+            .conn_table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(self.ip);
+        self.shared
+            .stats
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Answers a connection over the limits with 503 and closes it.
+async fn refuse(stream: Async<TcpStream>, why: String) {
+    let mut bytes = Vec::new();
+    Response::error(503, why)
+        .with_header("Retry-After", "10")
+        .write_to(None, &mut bytes);
+    let mut s: &Async<TcpStream> = &stream;
+    let write = smol::io::AsyncWriteExt::write_all(&mut s, &bytes);
+    let _ = smol::future::or(async { write.await.ok() }, async {
+        Timer::after(Duration::from_secs(2)).await;
+        None
+    })
+    .await;
+    let _ = stream.get_ref().shutdown(Shutdown::Both);
+}
+
+/// One RTSP connection: its parser buffer, state machine and media task.
+struct ConnTask {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    stream: Arc<Async<TcpStream>>,
+    out: Arc<Output>,
+    local_ip: std::net::IpAddr,
+    conn: Connection,
+    /// Stamped by the RTCP receiver when a UDP viewer reports.
+    activity: Arc<AtomicU64>,
+    buf: Vec<u8>,
+    filled: usize,
+    media: Option<Media>,
+    bucket: TokenBucket,
+    /// When the client started a request it has not finished (or connected
+    /// without sending one yet).
+    pending_since: Option<Instant>,
+    started: Instant,
+    _slot: ConnSlot,
+}
+
+impl ConnTask {
+    fn new(
+        shared: Arc<Shared>,
+        stream: Async<TcpStream>,
+        peer: SocketAddr,
+        slot: ConnSlot,
+    ) -> Self {
+        let stream = Arc::new(stream);
+        let now = Instant::now();
+        let pl = shared.opts.parse_limits;
+        Self {
+            out: Arc::new(Output {
+                stream: stream.clone(),
+                lock: smol::lock::Mutex::new(()),
+            }),
+            local_ip: stream
+                .get_ref()
+                .local_addr()
+                .map(|a| a.ip())
+                .unwrap_or(shared.opts.listen.ip()),
+            conn: Connection::new(shared.settings.clone(), peer, now),
+            activity: Arc::new(AtomicU64::new(0)),
+            buf: vec![0u8; pl.max_header_bytes + pl.max_body_bytes + 64 * 1024],
+            filled: 0,
+            media: None,
+            bucket: TokenBucket::new(shared.opts.limits.max_requests_per_second, now),
+            pending_since: Some(now),
+            started: now,
+            stream,
+            peer,
+            shared,
+            _slot: slot,
+        }
+    }
+
+    async fn run(mut self) {
+        log::debug!("rtsp: connection from {}", self.peer);
+        let reason = self.serve().await;
+        let frames = self
+            .media
+            .as_ref()
+            .map(|m| m.progress.frames.load(Ordering::Relaxed));
+        let _ = stop_media(&self.shared, &mut self.conn, &mut self.media).await;
+        let had_session = self.conn.close(&self.shared.viewers);
+        let _ = self.stream.get_ref().shutdown(Shutdown::Both);
+        if had_session || frames.is_some() {
+            log::info!(
+                "rtsp: viewer {} left after {:.0} s{}: {reason}",
+                self.peer,
+                self.started.elapsed().as_secs_f64(),
+                frames
+                    .map(|f| format!(", {f} frames sent"))
+                    .unwrap_or_default()
+            );
+        } else {
+            log::debug!("rtsp: connection from {} ended: {reason}", self.peer);
+        }
+    }
+
+    /// Serves until the connection should close; returns why.
+    async fn serve(&mut self) -> String {
+        loop {
+            if let Err(reason) = self.process_buffer().await {
+                return reason;
+            }
+            if let Err(reason) = self.check_deadlines().await {
+                return reason;
+            }
+            match self.wait().await {
+                Wake::Read(Ok(0)) => return "closed by the viewer".into(),
+                Wake::Read(Ok(n)) => {
+                    if self.filled == 0 {
+                        self.pending_since.get_or_insert_with(Instant::now);
+                    }
+                    self.filled += n;
+                }
+                Wake::Read(Err(e)) => return format!("read failed: {e}"),
+                Wake::Deadline => {}
+                Wake::MediaEnded(result) => {
+                    if let Some(m) = self.media.take() {
+                        unroute(&self.shared, &m);
+                        self.shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    return match result {
+                        Ok(()) => "the stream ended".into(),
+                        Err(e) => format!("sending media failed: {e}"),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Handles every complete message in the buffer.
+    async fn process_buffer(&mut self) -> Result<(), String> {
+        // The buffer is taken out while requests borrow it.
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.process(&buf).await;
+        self.buf = buf;
+        let consumed = result?;
+        self.buf.copy_within(consumed..self.filled, 0);
+        self.filled -= consumed;
+        if consumed > 0 {
+            // A request finished: the clock restarts only if another began.
+            self.pending_since = (self.filled > 0).then(Instant::now);
+        }
+        Ok(())
+    }
+
+    async fn process(&mut self, buf: &[u8]) -> Result<usize, String> {
+        let limits = self.shared.opts.parse_limits;
         let mut consumed = 0;
         loop {
-            match parse::parse(&buf[consumed..filled], &limits) {
-                Ok(Parsed::Incomplete) => break,
+            match parse::parse(&buf[consumed..self.filled], &limits) {
+                Ok(Parsed::Incomplete) => return Ok(consumed),
                 Ok(Parsed::Complete(Message::Interleaved { channel, payload }, n)) => {
                     consumed += n;
                     if channel % 2 == 1 && rtp::inspect_rtcp(payload).valid {
-                        conn.touch(Instant::now());
+                        self.conn.touch(Instant::now());
                     }
                 }
                 Ok(Parsed::Complete(Message::Request(req), n)) => {
                     consumed += n;
-                    let info = if req.method == "DESCRIBE" {
-                        shared.fanout.wait_stream_info(Duration::from_secs(2)).await
-                    } else {
-                        shared.fanout.stream_info()
-                    };
-                    let (response, effect) = conn.handle(
-                        &req,
-                        &Context {
-                            now: Instant::now(),
-                            stream: info.as_deref(),
-                            local_ip,
-                            udp_server_ports: shared
-                                .udp
-                                .as_ref()
-                                .map(|u| u.ports)
-                                .unwrap_or_default(),
-                            last_pts: shared.fanout.last_pts(),
-                            admission: &shared.viewers,
-                            sdp_version: (shared.sdp_session_id, sdp_version(info.as_deref())),
-                        },
-                    );
-                    log::debug!(
-                        "rtsp: {peer} {} {} -> {}",
-                        req.method,
-                        req.uri,
-                        response.status
-                    );
-                    if !response.is_success() {
-                        log::info!(
-                            "rtsp: {peer} {} {}: {} {} ({})",
-                            req.method,
-                            req.uri,
-                            response.status,
-                            response.reason,
-                            response.body().trim_end()
-                        );
-                    }
-                    let mut bytes = Vec::new();
-                    response.write_to(req.cseq(), &mut bytes);
-                    if let Err(e) = out.write_all(&bytes).await {
-                        break 'conn format!("write failed: {e}");
-                    }
-                    match apply(&shared, &mut conn, &mut media, effect, &out, &activity).await {
-                        Ok(()) => {}
-                        Err(reason) => break 'conn reason,
-                    }
+                    self.request(&req).await?;
                 }
                 Err(e) => {
-                    shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .stats
+                        .bad_requests
+                        .fetch_add(1, Ordering::Relaxed);
                     let (status, _) = e.status();
                     log::warn!(
-                        "rtsp: bad request from {peer}: {e}; answering {status} and closing"
+                        "rtsp: bad request from {}: {e}; answering {status} and closing",
+                        self.peer
                     );
                     let mut bytes = Vec::new();
                     Response::error(status, e.to_string()).write_to(None, &mut bytes);
-                    let _ = out.write_all(&bytes).await;
-                    break 'conn format!("bad request: {e}");
+                    let _ = self.out.write_all(&bytes).await;
+                    return Err(format!("bad request: {e}"));
                 }
             }
         }
-        buf.copy_within(consumed..filled, 0);
-        filled -= consumed;
+    }
 
+    async fn request(&mut self, req: &parse::Request<'_>) -> Result<(), String> {
+        let shared = self.shared.clone();
+        let peer = self.peer;
+        let (response, effect) = if !self.bucket.take(Instant::now()) {
+            shared.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            (
+                Response::error(
+                    503,
+                    format!(
+                        "more than {} requests per second on this connection",
+                        shared.opts.limits.max_requests_per_second
+                    ),
+                )
+                .with_header("Retry-After", "1"),
+                Effect::None,
+            )
+        } else {
+            let info = if req.method == "DESCRIBE" {
+                shared.fanout.wait_stream_info(Duration::from_secs(2)).await
+            } else {
+                shared.fanout.stream_info()
+            };
+            self.conn.handle(
+                req,
+                &Context {
+                    now: Instant::now(),
+                    stream: info.as_deref(),
+                    local_ip: self.local_ip,
+                    udp_server_ports: shared.udp.as_ref().map(|u| u.ports).unwrap_or_default(),
+                    last_pts: shared.fanout.last_pts(),
+                    admission: &shared.viewers,
+                    sdp_version: (shared.sdp_session_id, sdp_version(info.as_deref())),
+                },
+            )
+        };
+        log::debug!(
+            "rtsp: {peer} {} {} -> {}",
+            req.method,
+            req.uri,
+            response.status
+        );
+        if !response.is_success() {
+            if response.status == 401 {
+                shared.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            // A challenge is the normal first step of authenticating.
+            let quiet = response.status == 401 && req.header("Authorization").is_none();
+            let line = format!(
+                "rtsp: {peer} {} {}: {} {} ({})",
+                req.method,
+                req.uri,
+                response.status,
+                response.reason,
+                response.body().trim_end()
+            );
+            if quiet {
+                log::debug!("{line}");
+            } else {
+                log::info!("{line}");
+            }
+        }
+        let mut bytes = Vec::new();
+        response.write_to(req.cseq(), &mut bytes);
+        self.out
+            .write_all(&bytes)
+            .await
+            .map_err(|e| format!("write failed: {e}"))?;
+        apply(
+            &shared,
+            &mut self.conn,
+            &mut self.media,
+            effect,
+            &self.out,
+            &self.activity,
+        )
+        .await
+    }
+
+    /// Ends the session or the connection when a timeout has passed.
+    async fn check_deadlines(&mut self) -> Result<(), String> {
         // UDP viewers keep their session alive with RTCP to our port.
-        let stamp = activity.load(Ordering::Relaxed);
+        let stamp = self.activity.load(Ordering::Relaxed);
         if stamp > 0 {
-            let at = shared.epoch + Duration::from_millis(stamp);
-            if at + shared.opts.session_timeout > conn.deadline() {
-                conn.touch(at);
+            self.conn
+                .touch_at_least(self.shared.epoch + Duration::from_millis(stamp));
+        }
+        let now = Instant::now();
+        if let Some(since) = self.pending_since {
+            let limit = self.shared.opts.limits.handshake_timeout;
+            if now >= since + limit {
+                let mut bytes = Vec::new();
+                Response::error(408, "no complete request in time").write_to(None, &mut bytes);
+                let _ = self.out.write_all(&bytes).await;
+                return Err(format!("no complete request within {} s", limit.as_secs()));
             }
         }
-        let deadline = conn.deadline();
-        if Instant::now() >= deadline {
-            match conn.expire(Instant::now(), &shared.viewers) {
-                Some(Effect::Teardown) => {
-                    let _ = stop_media(&shared, &mut conn, &mut media).await;
-                    break 'conn format!(
-                        "session timed out ({} s without a request or RTCP)",
-                        shared.opts.session_timeout.as_secs()
-                    );
-                }
-                Some(_) => break 'conn "idle".into(),
-                None => {}
+        match self.conn.expire(now, &self.shared.viewers) {
+            Some(Effect::Teardown) => {
+                let _ = stop_media(&self.shared, &mut self.conn, &mut self.media).await;
+                Err(format!(
+                    "session timed out ({} s without a request or RTCP)",
+                    self.shared.opts.session_timeout.as_secs()
+                ))
             }
+            Some(_) => Err(format!(
+                "idle for {} s without a session",
+                self.shared.opts.limits.idle_timeout.as_secs()
+            )),
+            None => Ok(()),
         }
+    }
 
+    fn deadline(&self) -> Instant {
+        let d = self.conn.deadline();
+        match self.pending_since {
+            Some(since) => d.min(since + self.shared.opts.limits.handshake_timeout),
+            None => d,
+        }
+    }
+
+    /// Waits for bytes, a deadline, or the end of the media task.
+    async fn wait(&mut self) -> Wake {
+        let deadline = self.deadline();
+        let stream = self.stream.clone();
+        let filled = self.filled;
+        let buf = &mut self.buf[filled..];
         let read = async {
             let mut s: &Async<TcpStream> = &stream;
-            Wake::Read(smol::io::AsyncReadExt::read(&mut s, &mut buf[filled..]).await)
+            Wake::Read(smol::io::AsyncReadExt::read(&mut s, buf).await)
         };
         let timer = async {
             Timer::at(deadline).await;
             Wake::Deadline
         };
-        let wake = match &mut media {
+        match &mut self.media {
             Some(m) => {
                 let ended = async { Wake::MediaEnded((&mut m.task).await) };
                 smol::future::or(read, smol::future::or(ended, timer)).await
             }
             None => smol::future::or(read, timer).await,
-        };
-        match wake {
-            Wake::Read(Ok(0)) => break 'conn "closed by the viewer".into(),
-            Wake::Read(Ok(n)) => filled += n,
-            Wake::Read(Err(e)) => break 'conn format!("read failed: {e}"),
-            Wake::Deadline => {}
-            Wake::MediaEnded(result) => {
-                if let Some(m) = media.take() {
-                    unroute(&shared, &m);
-                    shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
-                }
-                break 'conn match result {
-                    Ok(()) => "the stream ended".into(),
-                    Err(e) => format!("sending media failed: {e}"),
-                };
-            }
         }
-    };
-
-    let frames = media
-        .as_ref()
-        .map(|m| m.progress.frames.load(Ordering::Relaxed));
-    let _ = stop_media(&shared, &mut conn, &mut media).await;
-    let had_session = conn.close(&shared.viewers);
-    let _ = stream.get_ref().shutdown(Shutdown::Both);
-    shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
-    if had_session || frames.is_some() {
-        log::info!(
-            "rtsp: viewer {peer} left after {:.0} s{}: {reason}",
-            started.elapsed().as_secs_f64(),
-            frames
-                .map(|f| format!(", {f} frames sent"))
-                .unwrap_or_default()
-        );
-    } else {
-        log::debug!("rtsp: connection from {peer} ended: {reason}");
     }
 }
 

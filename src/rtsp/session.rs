@@ -15,6 +15,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::auth::{Authenticator, Outcome};
 use super::headers::{self, Lower, TransportSpec};
 use super::parse::Request;
 use super::response::Response;
@@ -31,8 +32,12 @@ pub struct Settings {
     /// The stream's path, e.g. `/live` (no trailing slash).
     pub path: String,
     pub session_timeout: Duration,
+    /// A connection without a session closes after this long idle.
+    pub idle_timeout: Duration,
     /// Whether UDP transport is offered (a server port pair exists).
     pub udp: bool,
+    /// Credentials every request but OPTIONS must carry; `None`: open.
+    pub auth: Option<std::sync::Arc<Authenticator>>,
 }
 
 /// Viewer admission, implemented by the I/O layer (a global counter).
@@ -114,6 +119,8 @@ pub struct Connection {
     peer: SocketAddr,
     session: Option<Session>,
     last_activity: Instant,
+    /// The user this connection authenticated as.
+    user: Option<String>,
 }
 
 /// The request-URI's path without query, trailing slash or scheme/authority.
@@ -154,7 +161,13 @@ impl Connection {
             peer,
             session: None,
             last_activity: now,
+            user: None,
         }
+    }
+
+    /// The user this connection authenticated as, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -175,9 +188,19 @@ impl Connection {
         self.last_activity = now;
     }
 
+    /// Like [`touch`](Self::touch), but never moves the activity time back.
+    pub fn touch_at_least(&mut self, at: Instant) {
+        self.last_activity = self.last_activity.max(at);
+    }
+
     /// When the connection expires without further activity.
     pub fn deadline(&self) -> Instant {
-        self.last_activity + self.settings.session_timeout
+        let timeout = if self.session.is_some() {
+            self.settings.session_timeout
+        } else {
+            self.settings.idle_timeout
+        };
+        self.last_activity + timeout
     }
 
     /// Called at or after [`deadline`](Self::deadline): ends the session if
@@ -249,6 +272,11 @@ impl Connection {
                 Effect::None,
             );
         }
+        if req.method != "OPTIONS" {
+            if let Some(denied) = self.authenticate(req, ctx.now) {
+                return (denied, Effect::None);
+            }
+        }
         let target = self.target(req.uri);
         let needs_stream = |ok: &[Target]| !ok.contains(&target);
         match req.method {
@@ -286,6 +314,34 @@ impl Connection {
                 Effect::None,
             ),
         }
+    }
+
+    /// Checks credentials when the server requires them; returns the 401
+    /// to send if they fail.
+    fn authenticate(&mut self, req: &Request<'_>, now: Instant) -> Option<Response> {
+        let auth = self.settings.auth.as_ref()?;
+        let stale = match auth.check(req.method, req.uri, req.header("Authorization"), now) {
+            Outcome::Ok(user) => {
+                self.user = Some(user);
+                return None;
+            }
+            // A connection that authenticated keeps working on its nonce:
+            // the password was right, only the nonce aged.
+            Outcome::Stale(user) if self.user.as_deref() == Some(user.as_str()) => return None,
+            Outcome::Stale(_) => true,
+            Outcome::Denied(why) => {
+                let mut r = Response::error(401, format!("authentication required: {why}"));
+                for c in auth.challenges(now, false) {
+                    r = r.with_header("WWW-Authenticate", c);
+                }
+                return Some(r);
+            }
+        };
+        let mut r = Response::error(401, "the nonce expired; authenticate again");
+        for c in auth.challenges(now, stale) {
+            r = r.with_header("WWW-Authenticate", c);
+        }
+        Some(r)
     }
 
     fn not_found(&self, uri: &str) -> Response {
@@ -610,7 +666,9 @@ mod tests {
             let settings = Arc::new(Settings {
                 path: "/live".into(),
                 session_timeout: Duration::from_secs(60),
+                idle_timeout: Duration::from_secs(30),
                 udp: true,
+                auth: None,
             });
             let now = Instant::now();
             Self {
@@ -897,6 +955,53 @@ mod tests {
             h.conn.expire(t0 + Duration::from_secs(200), &h.slots),
             Some(Effect::Close)
         );
+    }
+
+    #[test]
+    fn idle_connections_without_a_session_use_the_idle_timeout() {
+        let h = Harness::new(1);
+        assert_eq!(h.conn.deadline(), h.now + Duration::from_secs(30));
+    }
+
+    #[test]
+    fn credentials_are_required_except_for_options() {
+        use crate::rtsp::auth::{Authenticator, User};
+        let mut h = Harness::new(1);
+        let auth = Authenticator::new(
+            vec![User::parse("viewer:pw").unwrap()],
+            true,
+            [1; 32],
+            h.now,
+        );
+        h.conn.settings = Arc::new(Settings {
+            auth: Some(Arc::new(auth)),
+            ..(*h.conn.settings).clone()
+        });
+        assert_eq!(h.req("OPTIONS", URL, &[]).0.status, 200);
+        let (r, _) = h.req("DESCRIBE", URL, &[]);
+        assert_eq!(r.status, 401);
+        assert!(
+            r.header("WWW-Authenticate")
+                .unwrap()
+                .starts_with("Digest realm=\"edgestream\"")
+        );
+        let (r, _) = h.req("DESCRIBE", URL, &["Authorization: Basic dmlld2VyOnd4"]);
+        assert_eq!(r.status, 401, "wrong password");
+        assert!(h.conn.user().is_none());
+        // viewer:pw
+        let good = "Authorization: Basic dmlld2VyOnB3";
+        assert_eq!(h.req("DESCRIBE", URL, &[good]).0.status, 200);
+        assert_eq!(h.conn.user(), Some("viewer"));
+        let (r, _) = h.req(
+            "SETUP",
+            TRACK,
+            &[good, "Transport: RTP/AVP/TCP;interleaved=0-1"],
+        );
+        assert_eq!(r.status, 200);
+        // Every request needs them, also once authenticated.
+        let s = h.session();
+        assert_eq!(h.req("PLAY", URL, &[&s]).0.status, 401);
+        assert!(matches!(h.req("PLAY", URL, &[&s, good]).1, Effect::Play(_)));
     }
 
     #[test]

@@ -264,6 +264,16 @@ impl RawClient {
         Self::from_stream(TcpStream::connect(addr).unwrap())
     }
 
+    /// Connects from a given loopback source address (127.0.0.0/8 is all
+    /// local on Linux), so tests can act as many clients.
+    pub fn connect_from(addr: &str, source: std::net::IpAddr) -> std::io::Result<Self> {
+        let target: std::net::SocketAddr = addr.parse().unwrap();
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        s.bind(&std::net::SocketAddr::new(source, 0).into())?;
+        s.connect(&target.into())?;
+        Ok(Self::from_stream(s.into()))
+    }
+
     pub fn from_stream(stream: TcpStream) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -366,12 +376,26 @@ pub struct Viewed {
 
 /// Plays `url` with retina over `transport` ("tcp" or "udp") for `secs`.
 pub async fn retina_view(url: &str, transport: &str, secs: f64) -> Result<Viewed, String> {
+    retina_view_as(url, transport, secs, None).await
+}
+
+/// Like [`retina_view`], with credentials (user, password).
+pub async fn retina_view_as(
+    url: &str,
+    transport: &str,
+    secs: f64,
+    creds: Option<(&str, &str)>,
+) -> Result<Viewed, String> {
     use futures::StreamExt;
-    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
+    use retina::client::{Credentials, PlayOptions, Session, SessionOptions, SetupOptions};
     use retina::codec::CodecItem;
 
     let url = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let mut session = Session::describe(url, SessionOptions::default())
+    let options = SessionOptions::default().creds(creds.map(|(u, p)| Credentials {
+        username: u.into(),
+        password: p.into(),
+    }));
+    let mut session = Session::describe(url, options)
         .await
         .map_err(|e| format!("DESCRIBE: {e}"))?;
     let transport = transport.parse().map_err(|e| format!("{e}"))?;
