@@ -278,6 +278,9 @@ pub fn run(config: Config) -> Result<(), String> {
                         viewers: server_stats
                             .as_ref()
                             .map_or(0, |s| s.playing.load(Ordering::Relaxed)),
+                        connections: server_stats
+                            .as_ref()
+                            .map_or(0, |s| s.connections.load(Ordering::Relaxed)),
                         dropped: fanout.dropped_total(),
                         push: h
                             .pushes

@@ -81,6 +81,8 @@ pub struct StatsLine {
     pub window: WindowReport,
     pub elapsed: Duration,
     pub viewers: usize,
+    /// Open RTSP connections (viewers, and clients that have not played).
+    pub connections: usize,
     pub dropped: u64,
     /// One entry per push target, e.g. `rtmp://h/live/x publishing`.
     pub push: Vec<String>,
@@ -94,13 +96,15 @@ impl std::fmt::Display for StatsLine {
         let w = &self.window;
         write!(
             f,
-            "{:.1} fps, encode {:.1}/{:.1} ms p50/p99, {:.0} kbit/s, {} viewer{}, {} dropped",
+            "{:.1} fps, encode {:.1}/{:.1} ms p50/p99, {:.0} kbit/s, {} viewer{}, {} connection{}, {} dropped",
             w.frames as f64 / secs,
             w.encode_p50.as_secs_f64() * 1e3,
             w.encode_p99.as_secs_f64() * 1e3,
             w.bytes as f64 * 8.0 / 1000.0 / secs,
             self.viewers,
             if self.viewers == 1 { "" } else { "s" },
+            self.connections,
+            if self.connections == 1 { "" } else { "s" },
             self.dropped
         )?;
         for p in &self.push {
@@ -153,13 +157,14 @@ mod tests {
             },
             elapsed: Duration::from_secs(10),
             viewers: 1,
+            connections: 2,
             dropped: 3,
             push: vec!["rtmp://h/live/x publishing".into()],
             source: None,
         };
         assert_eq!(
             line.to_string(),
-            "30.0 fps, encode 2.1/4.5 ms p50/p99, 1000 kbit/s, 1 viewer, 3 dropped, push rtmp://h/live/x publishing"
+            "30.0 fps, encode 2.1/4.5 ms p50/p99, 1000 kbit/s, 1 viewer, 2 connections, 3 dropped, push rtmp://h/live/x publishing"
         );
     }
 }

@@ -40,7 +40,10 @@ pub fn parse_header(line: &[u8]) -> Result<Y4mHeader, String> {
     }
     let (mut w, mut h, mut fps) = (None, None, None);
     for word in words.filter(|w| !w.is_empty()) {
-        let (tag, val) = word.split_at(1);
+        // The tag is one ASCII letter; anything else is an unknown tag
+        // (split at the first character's boundary, which need not be 1).
+        let first = word.chars().next().map_or(0, char::len_utf8);
+        let (tag, val) = word.split_at(first);
         match tag {
             "W" => w = val.parse::<u32>().ok(),
             "H" => h = val.parse::<u32>().ok(),
@@ -181,6 +184,9 @@ mod tests {
             parse_header(b"YUV4MPEG2 W16 H16").unwrap().fps,
             Fraction::new(25, 1)
         );
+        // Found by fuzzing: a tag starting with a multi-byte character.
+        let odd = "YUV4MPEG2 W320 \u{ac}eq: H240";
+        assert_eq!(parse_header(odd.as_bytes()).unwrap().height, 240);
         for bad in [
             &b"YUV4MPEG W320 H240"[..],
             b"YUV4MPEG2 W320",
