@@ -280,3 +280,55 @@ fn a_keyframe_arrives_at_once_for_a_new_viewer() {
     );
     assert!(es.stop().success());
 }
+
+#[test]
+fn gstreamer_plays_over_tcp_and_udp() {
+    let _ = tool("gst-launch-1.0"); // fails clearly if GStreamer is missing
+    let es = Edgestream::start(&["--size", "320x240"]);
+    let dir = temp_dir("gstreamer");
+    for proto in ["tcp", "udp"] {
+        let out = dir.join(format!("{proto}.h264"));
+        // Decodes with avdec_h264 (as a player would) and keeps the
+        // depayloaded stream for ffprobe; -e turns SIGINT into a clean EOS.
+        let o = tool("timeout")
+            .args(["-s", "INT", "6", "gst-launch-1.0", "-e", "rtspsrc"])
+            .arg(format!("location={}", es.url))
+            .arg(format!("protocols={proto}"))
+            .args([
+                "latency=100",
+                "!",
+                "rtph264depay",
+                "!",
+                "h264parse",
+                "!",
+                "tee",
+                "name=t",
+            ])
+            .args(["t.", "!", "queue", "!", "avdec_h264", "!", "fakesink"])
+            .args([
+                "t.",
+                "!",
+                "queue",
+                "!",
+                "video/x-h264,stream-format=byte-stream",
+                "!",
+                "filesink",
+            ])
+            .arg(format!("location={}", out.display()))
+            .output()
+            .unwrap();
+        let log =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(!log.contains("ERROR"), "GStreamer over {proto}:\n{log}");
+        let frames = probe_frames(&out);
+        assert!(
+            frames.len() >= 90,
+            "GStreamer over {proto}: {} frames in 6 s",
+            frames.len()
+        );
+        assert!(frames[0].0, "{proto}: first frame not a keyframe");
+        assert!(decode_errors(&out).is_empty());
+    }
+    assert!(es.stop().success());
+    std::fs::remove_dir_all(dir).ok();
+}
