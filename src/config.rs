@@ -95,8 +95,8 @@ pub struct Cli {
     #[arg(long, value_name = "/PATH")]
     pub rtsp_path: Option<String>,
 
-    /// Push the stream to a server: rtmp://host[:port]/app/stream or
-    /// tcp://host:port/name (raw FLV). Repeat for several targets.
+    /// Push the stream to a server: `rtmp://host[:port]/app/stream` or
+    /// `tcp://host:port/name` (raw FLV). Repeat for several targets.
     #[arg(long, value_name = "URL")]
     pub push: Vec<String>,
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod headers;
 pub mod limits;
+pub mod media;
 pub mod parse;
 pub mod response;
 pub mod sdp;

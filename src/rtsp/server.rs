@@ -1,44 +1,33 @@
-//! The RTSP server's I/O: accepts connections, feeds bytes to the parser and
-//! the per-connection state machine ([`super::session::Connection`]), and runs
-//! one media task per playing session that packetizes the shared encoded
-//! frames and sends them over the RTSP connection (interleaved) or UDP.
+//! The RTSP server's I/O: accepts connections within the limits, feeds
+//! bytes to the parser and the per-connection state machine
+//! ([`super::session::Connection`]), and starts one media task per playing
+//! session ([`super::media`]).
 //!
 //! Tasks run on smol. Nothing here can block the encoder: each session reads
-//! its own bounded [`Subscription`]; a session whose peer stops reading loses
-//! frames to the next keyframe, and its connection is closed when a write
-//! makes no progress for [`WRITE_TIMEOUT`].
+//! its own bounded [`crate::fanout::Subscription`]; a session whose peer
+//! stops reading loses frames to the next keyframe, and its connection is
+//! closed when a write makes no progress for [`super::media::WRITE_TIMEOUT`].
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use smol::{Async, Task, Timer};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::auth::Authenticator;
 use super::limits::{ConnTable, LimitSettings, TokenBucket};
+use super::media::{Output, Progress, Sink, UdpPair, media_task};
 use super::parse::{self, Limits, Message, Parsed};
 use super::response::Response;
-use super::session::{
-    Admission, Connection, Context, Effect, MediaTransport, PlayParams, Settings,
-};
-use crate::clock;
-use crate::fanout::{Fanout, Subscription};
-use crate::media::EncodedFrame;
-use crate::rtp::{self, NtpTimestamp, Packetizer, RtpPacket};
+use super::session::{Admission, Connection, Context, Effect, MediaTransport, Settings};
+use crate::fanout::Fanout;
+use crate::rtp;
 
-/// A write to a viewer that makes no progress this long closes its connection.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest gap between RTCP sender reports (RFC 3550 §6.2 randomizes;
-/// we send every 2.5 to 5 s).
-pub const SR_INTERVAL: Duration = Duration::from_secs(5);
 /// SO_SNDBUF of RTSP connections (the kernel doubles it).
 const SEND_BUFFER: usize = 256 * 1024;
-/// At most this many iovecs per writev (Linux IOV_MAX is 1024).
-const MAX_IOV: usize = 512;
 
 /// What the server is started with.
 #[derive(Debug, Clone)]
@@ -114,51 +103,11 @@ impl Admission for Viewers {
     }
 }
 
-/// The server's UDP RTP/RTCP port pair, shared by all UDP sessions.
-struct UdpPair {
-    rtp: Async<Socket>,
-    rtcp: Async<UdpSocket>,
-    ports: (u16, u16),
-}
-
-impl UdpPair {
-    fn bind(ip: std::net::IpAddr) -> io::Result<Self> {
-        let mut last = None;
-        for _ in 0..64 {
-            let port = fastrand::u16(20_000..60_000) & !1;
-            let rtp = Socket::new(
-                Domain::for_address(SocketAddr::new(ip, 0)),
-                Type::DGRAM,
-                Some(Protocol::UDP),
-            )?;
-            if let Err(e) = rtp.bind(&SockAddr::from(SocketAddr::new(ip, port))) {
-                last = Some(e);
-                continue;
-            }
-            // Room for a keyframe to many viewers in one burst.
-            let _ = rtp.set_send_buffer_size(1 << 21);
-            let rtcp = match UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
-                Ok(s) => s,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            return Ok(Self {
-                rtp: Async::new(rtp)?,
-                rtcp: Async::new(rtcp)?,
-                ports: (port, port + 1),
-            });
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("no free UDP port pair")))
-    }
-}
-
 struct Shared {
     opts: ServerOptions,
     settings: Arc<Settings>,
     fanout: Arc<Fanout>,
-    udp: Option<UdpPair>,
+    udp: Option<Arc<UdpPair>>,
     viewers: Viewers,
     stats: Arc<ServerStats>,
     /// UDP sessions' RTCP source address -> the connection's activity stamp.
@@ -206,7 +155,7 @@ impl RtspServer {
         let listener = Async::<TcpListener>::bind(opts.listen)?;
         let local = listener.get_ref().local_addr()?;
         let udp = if opts.udp {
-            Some(UdpPair::bind(local.ip())?)
+            Some(Arc::new(UdpPair::bind(local.ip())?))
         } else {
             None
         };
@@ -332,189 +281,6 @@ async fn drain_rtp(shared: Arc<Shared>) {
     loop {
         if udp.rtp.read_with(|s| s.recv(&mut buf)).await.is_err() {
             Timer::after(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// The write side of an RTSP connection, shared by the response writer and
-/// an interleaved media task; the lock keeps messages whole.
-struct Output {
-    stream: Arc<Async<TcpStream>>,
-    lock: smol::lock::Mutex<()>,
-}
-
-impl Output {
-    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
-        let _guard = self.lock.lock().await;
-        with_timeout(write_vectored_all(&self.stream, &mut [IoSlice::new(bytes)])).await
-    }
-}
-
-async fn with_timeout<T>(f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    smol::future::or(f, async {
-        Timer::after(WRITE_TIMEOUT).await;
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("no write progress for {} s", WRITE_TIMEOUT.as_secs()),
-        ))
-    })
-    .await
-}
-
-async fn write_vectored_all(
-    stream: &Async<TcpStream>,
-    mut bufs: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    while !bufs.is_empty() {
-        let n = stream
-            .write_with(|s| {
-                let mut s: &TcpStream = s;
-                s.write_vectored(&bufs[..bufs.len().min(MAX_IOV)])
-            })
-            .await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut bufs, n);
-    }
-    Ok(())
-}
-
-/// Where one session's media goes.
-enum Sink {
-    Tcp(Arc<Output>),
-    Udp {
-        shared: Arc<Shared>,
-        rtp: SocketAddr,
-        rtcp: SocketAddr,
-    },
-}
-
-impl Sink {
-    async fn send_frame(&self, frame: &EncodedFrame, packets: &[RtpPacket]) -> io::Result<()> {
-        match self {
-            Sink::Tcp(out) => {
-                let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(packets.len() * 2);
-                for p in packets {
-                    iov.push(IoSlice::new(p.header()));
-                    iov.push(IoSlice::new(p.payload(frame)));
-                }
-                let _guard = out.lock.lock().await;
-                with_timeout(write_vectored_all(&out.stream, &mut iov)).await
-            }
-            Sink::Udp { shared, rtp, .. } => {
-                let Some(udp) = &shared.udp else {
-                    return Ok(());
-                };
-                let to = SockAddr::from(*rtp);
-                for p in packets {
-                    let bufs = [IoSlice::new(p.header()), IoSlice::new(p.payload(frame))];
-                    with_timeout(udp.rtp.write_with(|s| s.send_to_vectored(&bufs, &to))).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    async fn send_rtcp(&self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Sink::Tcp(out) => out.write_all(bytes).await,
-            Sink::Udp { shared, rtcp, .. } => match &shared.udp {
-                Some(udp) => udp.rtcp.send_to(bytes, *rtcp).await.map(|_| ()),
-                None => Ok(()),
-            },
-        }
-    }
-}
-
-/// Where a media task stopped: lets a later PLAY continue the sequence.
-#[derive(Debug, Default)]
-struct Progress {
-    next_seq: AtomicU32,
-    packets: AtomicU32,
-    octets: AtomicU32,
-    frames: AtomicU64,
-}
-
-async fn media_task(
-    params: PlayParams,
-    sink: Sink,
-    sub: Subscription,
-    progress: Arc<Progress>,
-    max_payload: usize,
-) -> io::Result<()> {
-    let interleaved = match params.transport {
-        MediaTransport::Tcp { rtp_channel, .. } => Some(rtp_channel),
-        MediaTransport::Udp { .. } => None,
-    };
-    let rtcp_channel = match params.transport {
-        MediaTransport::Tcp { rtcp_channel, .. } => Some(rtcp_channel),
-        MediaTransport::Udp { .. } => None,
-    };
-    let mut pk = Packetizer::new(params.ssrc, params.first_seq, max_payload, interleaved)
-        .with_counts((
-            progress.packets.load(Ordering::Relaxed),
-            progress.octets.load(Ordering::Relaxed),
-        ));
-    let mut packets = Vec::new();
-    let mut report = Vec::new();
-    let mut next_report: Option<Instant> = None;
-    enum Event {
-        Frame(Option<Arc<EncodedFrame>>),
-        Report,
-    }
-    loop {
-        let event = match next_report {
-            Some(at) => {
-                smol::future::or(async { Event::Frame(sub.recv().await) }, async {
-                    Timer::at(at).await;
-                    Event::Report
-                })
-                .await
-            }
-            None => Event::Frame(sub.recv().await),
-        };
-        match event {
-            Event::Frame(None) => return Ok(()),
-            Event::Frame(Some(frame)) => {
-                packets.clear();
-                pk.packetize(
-                    &frame,
-                    rtp::rtp_timestamp(frame.pts, params.ts_offset),
-                    &mut packets,
-                );
-                sink.send_frame(&frame, &packets).await?;
-                progress
-                    .next_seq
-                    .store(u32::from(pk.next_seq()), Ordering::Relaxed);
-                let (p, o) = pk.counts();
-                progress.packets.store(p, Ordering::Relaxed);
-                progress.octets.store(o, Ordering::Relaxed);
-                progress.frames.fetch_add(1, Ordering::Relaxed);
-                // The first report right after the first frame, so players
-                // can sync to wall clock time at once.
-                next_report.get_or_insert_with(Instant::now);
-            }
-            Event::Report => {
-                report.clear();
-                let now_pts = clock::monotonic_now();
-                rtp::sender_report(
-                    pk.ssrc(),
-                    NtpTimestamp::from_system_time(SystemTime::now()),
-                    rtp::rtp_timestamp(now_pts, params.ts_offset),
-                    pk.counts(),
-                    "edgestream",
-                    rtcp_channel,
-                    &mut report,
-                );
-                sink.send_rtcp(&report).await?;
-                let jitter = SR_INTERVAL.as_millis() as u64 / 2;
-                next_report = Some(
-                    Instant::now()
-                        + SR_INTERVAL / 2
-                        + Duration::from_millis(fastrand::u64(0..=jitter)),
-                );
-            }
         }
     }
 }
@@ -955,7 +721,10 @@ async fn apply(
                         .insert(rtcp, activity.clone());
                     (
                         Sink::Udp {
-                            shared: shared.clone(),
+                            pair: shared
+                                .udp
+                                .clone()
+                                .ok_or("UDP transport without a UDP port pair")?,
                             rtp,
                             rtcp,
                         },
