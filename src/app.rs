@@ -82,9 +82,12 @@ pub fn run(config: Config) -> Result<(), String> {
             fmt.fps
         );
     }
-    for url in &config.push {
-        log::warn!("push: {url}: pushing is not implemented yet; ignored");
-    }
+    // Push targets (validated with the config; parsed again here).
+    let push_targets = config
+        .push
+        .iter()
+        .map(|url| crate::push::PushTarget::parse(url).map_err(|e| format!("--push: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let keyframes = Arc::new(KeyframeRequest::default());
     let fanout = Fanout::new(keyframes);
     let stats = Arc::new(PipelineStats::default());
@@ -165,6 +168,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let result = smol::block_on(async {
         let _server_task = server.map(|s| smol::spawn(s.run()));
+        let pushers = crate::push::Pushers::start(&push_targets, &fanout, &health);
         let mut signals =
             async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
                 .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -221,6 +225,9 @@ pub fn run(config: Config) -> Result<(), String> {
         )
         .await;
         drop(stats_task);
+        // Push targets say goodbye (RTMP: FCUnpublish, deleteStream) within
+        // about a second, then the process exits.
+        pushers.stop(crate::push::STOP_GRACE).await;
         Ok::<_, String>(end)
     })?;
 

@@ -20,6 +20,7 @@ pub mod logging;
 pub mod media;
 pub mod netif;
 pub mod pipeline;
+pub mod push;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
