@@ -4,8 +4,8 @@
 //! The data path: a [`source`] hands frames (borrowed from its buffers) to the
 //! [`pipeline`], which encodes them once with libx264 ([`encode`]) and
 //! publishes each [`media::EncodedFrame`] to the [`fanout`]; every sink (RTSP
-//! viewers in [`rtsp`]) reads the same shared frames from its own bounded
-//! queue. Protocol code (parsers, packetizers, session state) is pure and
+//! viewers in [`rtsp`], push targets in [`push`] using [`flv`] and [`rtmp`])
+//! reads the same shared frames from its own bounded queue. Protocol code (parsers, packetizers, session state) is pure and
 //! knows no sockets or clocks; the I/O around it runs on smol.
 
 pub mod app;

@@ -66,6 +66,11 @@ pub enum PushError {
         what: &'static str,
         limit: Duration,
     },
+    /// A step that must finish within `limit` did not.
+    Deadline {
+        what: &'static str,
+        limit: Duration,
+    },
     Io {
         what: &'static str,
         error: io::Error,
@@ -85,6 +90,9 @@ impl fmt::Display for PushError {
             Self::Connect { addr, error } => write!(f, "connect to {addr}: {}", io_text(error)),
             Self::Timeout { what, limit } => {
                 write!(f, "{what}: no progress for {} s", limit.as_secs())
+            }
+            Self::Deadline { what, limit } => {
+                write!(f, "{what}: not done within {} s", limit.as_secs())
             }
             Self::Io { what, error } => write!(f, "{what}: {}", io_text(error)),
             Self::Closed { during } => write!(f, "the server closed the connection {during}"),
@@ -336,7 +344,7 @@ impl Link {
         match stoppable(&self.stop, timeout(SETUP_TIMEOUT, setup)).await {
             None => return Ok(Ended::Stopped),
             Some(None) => {
-                return Err(PushError::Timeout {
+                return Err(PushError::Deadline {
                     what: match self.target.protocol {
                         Protocol::Rtmp(_) => "RTMP handshake and publish",
                         Protocol::Flv { .. } => "sending the FLV header",
