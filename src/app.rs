@@ -156,6 +156,9 @@ pub fn run(config: Config) -> Result<(), String> {
         ),
     }
 
+    // Before the encoder starts, so push targets subscribe in time for the
+    // first keyframe.
+    let pushers = crate::push::Pushers::start(&push_targets, &fanout, &health);
     let (done_tx, done_rx) = smol::channel::bounded(1);
     let thread = std::thread::Builder::new()
         .name("capture-encode".into())
@@ -168,7 +171,6 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let result = smol::block_on(async {
         let _server_task = server.map(|s| smol::spawn(s.run()));
-        let pushers = crate::push::Pushers::start(&push_targets, &fanout, &health);
         let mut signals =
             async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
                 .map_err(|e| format!("cannot install signal handlers: {e}"))?;

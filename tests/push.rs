@@ -37,7 +37,9 @@ fn raw_flv_reaches_a_tcp_receiver_whole() {
         "--push",
         &format!("tcp://127.0.0.1:{port}/cam1"),
     ]);
+    let log = es.log.clone();
     let status = es.wait(Duration::from_secs(60));
+    let log = log.lock().unwrap().join("\n");
     assert!(status.success(), "{status}");
     let recs = rx.kill();
     assert_eq!(recs.len(), 1, "one connection expected");
@@ -47,7 +49,7 @@ fn raw_flv_reaches_a_tcp_receiver_whole() {
     assert_eq!(rec.stream_name.as_deref(), Some("cam1"));
     assert!(
         rec.frames * 100 >= frames * 95,
-        "{} of {frames} frames arrived",
+        "{} of {frames} frames arrived:\n{log}",
         rec.frames
     );
     // About 10 s of capture time at 30 fps, from 0.
@@ -96,7 +98,9 @@ fn ffmpeg_listening_for_flv_records_the_push() {
         "--push",
         &format!("tcp://127.0.0.1:{port}/cam7"),
     ]);
+    let log = es.log.clone();
     assert!(es.wait(Duration::from_secs(60)).success());
+    let log = log.lock().unwrap().join("\n");
     let status = wait_timeout(&mut ffmpeg, Duration::from_secs(30)).expect("ffmpeg did not end");
     assert!(status.success(), "ffmpeg: {status}");
     let errors = decode_errors(&out);
@@ -106,7 +110,11 @@ fn ffmpeg_listening_for_flv_records_the_push() {
         "ffmpeg -listen: {frames} frames encoded, {} recorded",
         got.len()
     );
-    assert!(got.len() * 100 >= frames * 95, "{} of {frames}", got.len());
+    assert!(
+        got.len() * 100 >= frames * 95,
+        "{} of {frames}:\n{log}",
+        got.len()
+    );
     assert!(got[0].0, "first frame not a keyframe");
     // ffmpeg keeps onMetaData strings as stream metadata.
     let tags = tool("ffprobe")

@@ -149,7 +149,9 @@ pub struct Pushers {
 }
 
 impl Pushers {
-    /// Starts one task per target on the smol executor.
+    /// Starts one task per target on the smol executor. Each subscribes to
+    /// the fan-out here, before returning: call this before the encoder
+    /// starts and the targets get the stream from its first keyframe.
     pub fn start(targets: &[PushTarget], fanout: &Arc<Fanout>, health: &Health) -> Self {
         let stop = Arc::new(StopSignal::default());
         let mut names: Vec<String> = Vec::new();
@@ -164,6 +166,7 @@ impl Pushers {
                 }
                 names.push(name.clone());
                 let link = Link {
+                    sub: fanout.subscribe(QUEUE_FRAMES),
                     target: t.clone(),
                     health: health.add_push(name.clone()),
                     name,
@@ -209,6 +212,7 @@ enum Ended {
 
 /// One target's task state.
 struct Link {
+    sub: Subscription,
     target: PushTarget,
     name: String,
     fanout: Arc<Fanout>,
@@ -226,7 +230,7 @@ struct Attempt {
 
 impl Link {
     async fn run(self) {
-        let sub = self.fanout.subscribe(QUEUE_FRAMES);
+        let sub = &self.sub;
         let mut backoff = Backoff::new();
         let mut changes = ChangeLog::new();
         let mut down_since: Option<Instant> = None;
@@ -242,7 +246,7 @@ impl Link {
                 frames: 0,
             };
             let result = self
-                .connection(&sub, &mut attempt, &mut changes, &mut down_since)
+                .connection(sub, &mut attempt, &mut changes, &mut down_since)
                 .await;
             let published_for = attempt.published_at.map_or(Duration::ZERO, |t| t.elapsed());
             let error = match result {
