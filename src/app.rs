@@ -182,9 +182,12 @@ pub fn run(config: Config) -> Result<(), String> {
             fmt.fps
         );
     }
-    for url in &config.push {
-        log::warn!("push: {url}: pushing is not implemented yet; ignored");
-    }
+    // Push targets (validated with the config; parsed again here).
+    let push_targets = config
+        .push
+        .iter()
+        .map(|url| crate::push::PushTarget::parse(url).map_err(|e| format!("--push: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let keyframes = Arc::new(KeyframeRequest::default());
     let fanout = Fanout::new(keyframes);
     let stats = Arc::new(PipelineStats::default());
@@ -251,6 +254,9 @@ pub fn run(config: Config) -> Result<(), String> {
         ),
     }
 
+    // Before the encoder starts, so push targets subscribe in time for the
+    // first keyframe.
+    let pushers = crate::push::Pushers::start(&push_targets, &fanout, &health);
     let (done_tx, done_rx) = smol::channel::bounded(1);
     let thread = std::thread::Builder::new()
         .name("capture-encode".into())
@@ -319,6 +325,9 @@ pub fn run(config: Config) -> Result<(), String> {
         )
         .await;
         drop(stats_task);
+        // Push targets say goodbye (RTMP: FCUnpublish, deleteStream) within
+        // about a second, then the process exits.
+        pushers.stop(crate::push::STOP_GRACE).await;
         Ok::<_, String>(end)
     })?;
 

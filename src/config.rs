@@ -95,8 +95,9 @@ pub struct Cli {
     #[arg(long, value_name = "/PATH")]
     pub rtsp_path: Option<String>,
 
-    /// Push the stream to a server: `rtmp://host[:port]/app/stream` or
-    /// `tcp://host:port/name` (raw FLV). Repeat for several targets.
+    /// Push the stream to a server: `rtmp://host[:port]/app[/instance]/stream[?query]`
+    /// (RTMP publish) or `tcp://host:port/name` (raw FLV, name in onMetaData streamName).
+    /// Repeat for several targets; each reconnects on its own with backoff (1 s to 30 s).
     #[arg(long, value_name = "URL")]
     pub push: Vec<String>,
 
@@ -184,7 +185,7 @@ struct FileConfig {
     threads: Option<u32>,
     rtsp: Option<String>,
     rtsp_path: Option<String>,
-    push: Option<Vec<String>>,
+    push: Option<PushList>,
     frames: Option<u64>,
     pace: Option<String>,
     rtp_payload_size: Option<usize>,
@@ -200,6 +201,86 @@ struct FileConfig {
     max_requests_per_second: Option<u32>,
     handshake_timeout: Option<u64>,
     idle_timeout: Option<u64>,
+}
+
+/// The file's `push` key: a URL, a list of URLs, or `[[push]]` tables with
+/// a `url` key (the two list forms may be mixed).
+#[derive(Debug, Default)]
+struct PushList(Vec<String>);
+
+impl<'de> Deserialize<'de> for PushList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entry(String);
+        struct EntryVisitor;
+        impl<'de> serde::de::Visitor<'de> for EntryVisitor {
+            type Value = Entry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a push URL string, or a [[push]] table with url = \"rtmp://host/app/stream\"",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Entry, E> {
+                Ok(Entry(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entry, A::Error> {
+                use serde::de::Error;
+                let mut url = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "url" if url.is_none() => url = Some(map.next_value::<String>()?),
+                        "url" => {
+                            return Err(A::Error::custom(
+                                "`url` is given twice in one [[push]] table",
+                            ));
+                        }
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown key `{other}` in a [[push]] table; the only key is `url`"
+                            )));
+                        }
+                    }
+                }
+                url.map(Entry).ok_or_else(|| {
+                    A::Error::custom(
+                        "a [[push]] table needs url = \"rtmp://host/app/stream\" or \"tcp://host:port/name\"",
+                    )
+                })
+            }
+        }
+        impl<'de> Deserialize<'de> for Entry {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(EntryVisitor)
+            }
+        }
+        struct ListVisitor;
+        impl<'de> serde::de::Visitor<'de> for ListVisitor {
+            type Value = PushList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("push URLs: push = [\"rtmp://host/app/stream\"] or [[push]] tables with url = \"...\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PushList, E> {
+                Ok(PushList(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PushList, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(Entry(url)) = seq.next_element::<Entry>()? {
+                    urls.push(url);
+                }
+                Ok(PushList(urls))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PushList, A::Error> {
+                let Entry(url) = EntryVisitor.visit_map(map)?;
+                Ok(PushList(vec![url]))
+            }
+        }
+        d.deserialize_any(ListVisitor)
+    }
 }
 
 /// Where frames come from.
@@ -383,28 +464,11 @@ fn parse_log_level(s: &str) -> Option<log::LevelFilter> {
     }
 }
 
-/// Checks a push URL's shape (the push sinks parse it fully).
+/// Checks a push URL fully (the same parser the push targets use).
 fn check_push_url(url: &str) -> Result<(), String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        format!("{url:?} is not a URL; use rtmp://host[:port]/app/stream or tcp://host:port/name")
-    })?;
-    if !matches!(scheme, "rtmp" | "tcp") {
-        return Err(format!(
-            "{url:?}: scheme {scheme}:// is not supported; use rtmp:// or tcp://"
-        ));
-    }
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if host.is_empty() || path.trim_matches('/').is_empty() {
-        return Err(format!(
-            "{url:?} needs a host and a stream name, e.g. {scheme}://server/{}",
-            if scheme == "rtmp" {
-                "live/cam1"
-            } else {
-                "cam1"
-            }
-        ));
-    }
-    Ok(())
+    crate::push::PushTarget::parse(url)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 impl Config {
@@ -502,7 +566,7 @@ impl Config {
         let push = if cli.push.is_empty() {
             file.push.map(|p| {
                 (
-                    p,
+                    p.0,
                     Origin {
                         key: "push",
                         file: path,
@@ -825,6 +889,57 @@ mod tests {
     }
 
     #[test]
+    fn push_takes_strings_and_tables() {
+        let c = from_toml(
+            "push = [\"rtmp://127.0.0.1/live/a\", { url = \"tcp://127.0.0.1:6666/b\" }]",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.push,
+            vec!["rtmp://127.0.0.1/live/a", "tcp://127.0.0.1:6666/b"]
+        );
+        let c = from_toml(
+            "fps = 10\n[[push]]\nurl = \"rtmp://h/live/x?key=1\"\n[[push]]\nurl = \"tcp://h:6666/y\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.push, vec!["rtmp://h/live/x?key=1", "tcp://h:6666/y"]);
+        assert_eq!(c.fps, 10);
+        let c = from_toml("push = \"rtmp://h/live/x\"", &[]).unwrap();
+        assert_eq!(c.push, vec!["rtmp://h/live/x"]);
+        // Flags replace the file's list.
+        let c = from_toml("push = [\"rtmp://h/live/x\"]", &["--push", "tcp://h:1/z"]).unwrap();
+        assert_eq!(c.push, vec!["tcp://h:1/z"]);
+
+        let e = from_toml("[[push]]\nurl = \"rtmp://h/live/x\"\nkey = 3\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("unknown key `key`") && e.contains("`url`"),
+            "{e}"
+        );
+        let e = from_toml("[[push]]\nname = \"x\"\n", &[]).unwrap_err().0;
+        assert!(e.contains("unknown key `name`"), "{e}");
+        let e = from_toml("[[push]]\n", &[]).unwrap_err().0;
+        assert!(e.contains("needs url ="), "{e}");
+        let e = from_toml("push = [3]", &[]).unwrap_err().0;
+        assert!(e.contains("push URL string"), "{e}");
+        let e = from_toml("[[push]]\nurl = \"tcp://h/x\"\n", &[])
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("`push` in /etc/edgestream/edgestream.toml") && e.contains("needs a port"),
+            "{e}"
+        );
+        let e = from_toml("", &["--push", "rtmp://h/live"]).unwrap_err().0;
+        assert!(
+            e.starts_with("--push: ") && e.contains("stream name"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn print_config_round_trips() {
         let c = from_toml(
             "",
@@ -833,6 +948,8 @@ mod tests {
                 "320x240",
                 "--push",
                 "rtmp://h/app/s",
+                "--push",
+                "tcp://127.0.0.1:6666/cam?x=1",
                 "--frames",
                 "9",
                 "--rtsp",

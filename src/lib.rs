@@ -4,8 +4,8 @@
 //! The data path: a [`source`] hands frames (borrowed from its buffers) to the
 //! [`pipeline`], which encodes them once with libx264 ([`encode`]) and
 //! publishes each [`media::EncodedFrame`] to the [`fanout`]; every sink (RTSP
-//! viewers in [`rtsp`]) reads the same shared frames from its own bounded
-//! queue. Protocol code (parsers, packetizers, session state) is pure and
+//! viewers in [`rtsp`], push targets in [`push`] using [`flv`] and [`rtmp`])
+//! reads the same shared frames from its own bounded queue. Protocol code (parsers, packetizers, session state) is pure and
 //! knows no sockets or clocks; the I/O around it runs on smol.
 
 pub mod app;
@@ -13,12 +13,15 @@ pub mod clock;
 pub mod config;
 pub mod encode;
 pub mod fanout;
+pub mod flv;
 pub mod h264;
 pub mod health;
 pub mod logging;
 pub mod media;
 pub mod netif;
 pub mod pipeline;
+pub mod push;
+pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
 pub mod source;

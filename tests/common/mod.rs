@@ -442,6 +442,62 @@ pub async fn retina_view_as(
     Ok(v)
 }
 
+/// Like [`retina_view`], but also ends (successfully) once `done` is set.
+pub async fn retina_view_until(
+    url: &str,
+    transport: &str,
+    max_secs: f64,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Viewed, String> {
+    use futures::StreamExt;
+    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
+    use retina::codec::CodecItem;
+    use std::sync::atomic::Ordering;
+
+    let url = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let mut session = Session::describe(url, SessionOptions::default())
+        .await
+        .map_err(|e| format!("DESCRIBE: {e}"))?;
+    let transport = transport.parse().map_err(|e| format!("{e}"))?;
+    session
+        .setup(0, SetupOptions::default().transport(transport))
+        .await
+        .map_err(|e| format!("SETUP: {e}"))?;
+    let playing = session
+        .play(PlayOptions::default())
+        .await
+        .map_err(|e| format!("PLAY: {e}"))?
+        .demuxed()
+        .map_err(|e| e.to_string())?;
+    tokio::pin!(playing);
+    let mut v = Viewed::default();
+    let end = Instant::now() + Duration::from_secs_f64(max_secs);
+    let mut last = Instant::now();
+    while Instant::now() < end && !done.load(Ordering::Relaxed) {
+        let item = match tokio::time::timeout(Duration::from_millis(100), playing.next()).await {
+            Err(_) => {
+                if v.frames > 0 {
+                    v.max_gap = v.max_gap.max(last.elapsed());
+                }
+                continue;
+            }
+            Ok(None) => return Err(format!("stream ended after {} frames", v.frames)),
+            Ok(Some(Err(e))) => return Err(format!("after {} frames: {e}", v.frames)),
+            Ok(Some(Ok(item))) => item,
+        };
+        if let CodecItem::VideoFrame(f) = item {
+            if v.frames == 0 {
+                v.first_is_key = f.is_random_access_point();
+            } else {
+                v.max_gap = v.max_gap.max(last.elapsed());
+            }
+            last = Instant::now();
+            v.frames += 1;
+        }
+    }
+    Ok(v)
+}
+
 /// Runs a future on a fresh tokio runtime (retina needs tokio).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
@@ -450,4 +506,352 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+// ---- Push targets (tests/push.rs): receivers, nginx-rtmp, FLV checks ----
+
+/// A free loopback TCP port (bound and released; the race is harmless here).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether something listens on 127.0.0.1:`port` (from /proc/net/tcp, so
+/// that a one-shot listener such as `ffmpeg -listen 1` is not consumed).
+pub fn is_listening(port: u16) -> bool {
+    let needle = format!("0100007F:{port:04X} 00000000:0000 0A");
+    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|t| t.contains(&needle))
+}
+
+pub fn wait_listening(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !is_listening(port) {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Resident memory of a process in KiB (VmRSS).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+impl Edgestream {
+    /// How many log lines contain `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until at least `n` log lines contain `needle`; returns how long
+    /// it took, or `None` after `limit`.
+    pub fn wait_lines(&self, needle: &str, n: usize, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if self.count_lines(needle) >= n {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+/// Where Debian's libnginx-mod-rtmp puts the module.
+pub const NGINX_RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+
+/// nginx with the RTMP module, run unprivileged in the foreground from a
+/// config in a temp dir (pid, logs, temp paths there too), on loopback.
+pub struct Nginx {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Nginx {
+    /// Starts nginx on 127.0.0.1:`port`, application `live` with
+    /// `record all` into `dir/rec`, passing the publisher's metadata to
+    /// players as it is (`meta copy`).
+    pub fn start(dir: &Path, port: u16) -> Self {
+        assert!(
+            Path::new(NGINX_RTMP_MODULE).is_file(),
+            "{NGINX_RTMP_MODULE} is missing; run `bash .ci/run` or `apt-get install nginx libnginx-mod-rtmp`"
+        );
+        let _ = tool("nginx");
+        std::fs::create_dir_all(dir.join("rec")).unwrap();
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        let d = dir.display();
+        let conf = format!(
+            "load_module {NGINX_RTMP_MODULE};\n\
+             daemon off;\nmaster_process off;\nworker_processes 1;\n\
+             pid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; \
+             fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp; \
+             access_log off; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+               application live {{ live on; meta copy; record all; record_path {d}/rec; }} }} }}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            // The startup error log too, not /var/log/nginx (needs root).
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let mut n = Self {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_listening(port) {
+            if let Some(status) = n.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "nginx exited with {status}:\n{}",
+                    std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "nginx did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+
+    /// The recording of stream `name`.
+    pub fn recording(&self, name: &str) -> Vec<u8> {
+        let path = self.dir.join("rec").join(format!("{name}.flv"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+
+    /// Kills nginx at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops nginx cleanly (SIGQUIT), finishing its recordings.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), libc::SIGQUIT);
+            if wait_timeout(&mut c, Duration::from_secs(10)).is_none() {
+                let _ = c.kill();
+            }
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A raw FLV receiver: accepts connections on 127.0.0.1:`port` one after
+/// another and keeps what each sent (like crtmpserver's inboundLiveFlv,
+/// minus the server).
+pub struct FlvReceiver {
+    pub port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// One entry per connection, filled as bytes arrive.
+    pub recordings: Arc<Mutex<Vec<Vec<u8>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FlvReceiver {
+    pub fn start(port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let recordings = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let stop = stop.clone();
+            let recordings = recordings.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut conn = match listener.accept() {
+                        Ok((c, _)) => c,
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                    };
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(Duration::from_millis(50)))
+                        .unwrap();
+                    let index = {
+                        let mut r = recordings.lock().unwrap();
+                        r.push(Vec::new());
+                        r.len() - 1
+                    };
+                    let mut buf = vec![0u8; 65536];
+                    while !stop.load(Ordering::Relaxed) {
+                        match conn.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => recordings.lock().unwrap()[index].extend_from_slice(&buf[..n]),
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::WouldBlock
+                                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => break,
+                        }
+                    }
+                    // Dropping the connection (and, when stopping, the
+                    // listener) is what a killed receiver looks like.
+                }
+            })
+        };
+        Self {
+            port,
+            stop,
+            recordings,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn recordings(&self) -> Vec<Vec<u8>> {
+        self.recordings.lock().unwrap().clone()
+    }
+
+    /// Closes the connection and the listener at once.
+    pub fn kill(mut self) -> Vec<Vec<u8>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.recordings()
+    }
+}
+
+impl Drop for FlvReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a recording held, after the checks every recording must pass.
+#[derive(Debug)]
+pub struct Recording {
+    /// Video frames (not counting sequence headers).
+    pub frames: usize,
+    pub keyframes: usize,
+    pub stream_name: Option<String>,
+    pub has_metadata: bool,
+    pub last_timestamp: u32,
+}
+
+/// Parses an FLV recording tag by tag and checks it: the PreviousTagSize
+/// chain, metadata (if any) first, an AVC sequence header before the first
+/// frame, a keyframe first, NAL lengths that add up, timestamps that never
+/// go back. A last tag cut short (a killed receiver) is allowed.
+pub fn check_flv(what: &str, bytes: &[u8]) -> Recording {
+    use edgestream::flv::read;
+    let file = read::parse(bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(file.has_video, "{what}: the header has no video flag");
+    let mut rec = Recording {
+        frames: 0,
+        keyframes: 0,
+        stream_name: None,
+        has_metadata: false,
+        last_timestamp: 0,
+    };
+    let mut seen_sequence_header = false;
+    let mut last = 0;
+    for (i, tag) in file.tags.iter().enumerate() {
+        match tag.tag_type {
+            edgestream::flv::TAG_SCRIPT => {
+                let values = edgestream::rtmp::amf0::decode_all(&tag.body)
+                    .unwrap_or_else(|e| panic!("{what}: script tag {i}: {e}"));
+                if values.first().and_then(|v| v.as_str()) == Some("onMetaData") {
+                    assert!(
+                        rec.frames == 0 && !seen_sequence_header,
+                        "{what}: onMetaData after the video started"
+                    );
+                    rec.has_metadata = true;
+                    rec.stream_name = values
+                        .get(1)
+                        .and_then(|m| m.get_str("streamName"))
+                        .map(str::to_string);
+                }
+            }
+            edgestream::flv::TAG_VIDEO => {
+                let v = read::Video::parse(&tag.body)
+                    .unwrap_or_else(|| panic!("{what}: video tag {i} too short"));
+                assert_eq!(v.codec, 7, "{what}: tag {i} is not AVC");
+                assert!(
+                    tag.timestamp >= last,
+                    "{what}: tag {i} goes back in time: {} after {last}",
+                    tag.timestamp
+                );
+                last = tag.timestamp;
+                match v.packet_type {
+                    0 => {
+                        assert!(
+                            read::decoder_configuration(v.data).is_some(),
+                            "{what}: tag {i}: bad AVCDecoderConfigurationRecord"
+                        );
+                        seen_sequence_header = true;
+                    }
+                    1 => {
+                        assert!(
+                            seen_sequence_header,
+                            "{what}: frame tag {i} before any sequence header"
+                        );
+                        if rec.frames == 0 {
+                            assert!(v.keyframe, "{what}: the first frame is not a keyframe");
+                        }
+                        let nals = v.nals().unwrap_or_else(|| {
+                            panic!("{what}: tag {i}: NAL lengths do not add up")
+                        });
+                        assert!(!nals.is_empty(), "{what}: tag {i} has no NAL unit");
+                        rec.frames += 1;
+                        rec.keyframes += usize::from(v.keyframe);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    rec.last_timestamp = last;
+    rec
 }

@@ -1,0 +1,651 @@
+//! Push targets: the stream sent as FLV to servers, raw over TCP
+//! (crtmpserver's inboundLiveFlv) or by RTMP publish (nginx-rtmp, SRS,
+//! MediaMTX, YouTube), reconnecting forever.
+//!
+//! Each target is one smol task with its own fan-out subscription, its own
+//! connection and its own backoff; nothing it does can reach the encoder or
+//! another sink. The protocol work is pure ([`crate::flv`],
+//! [`crate::rtmp`]); this module is the I/O around it: name resolution (off
+//! the executor thread), connecting, writing with a no-progress timeout,
+//! reading what the server says, and retrying.
+
+pub mod backoff;
+pub mod target;
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown as NetShutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use smol::{Async, Task, Timer};
+
+use crate::fanout::{Fanout, Subscription};
+use crate::flv::{self, Metadata, Skipped, VideoTagger};
+use crate::health::{Health, PushHealth};
+use crate::media::{EncodedFrame, StreamInfo};
+use crate::rtmp::{Event, PublishSession, SessionError, handshake};
+use backoff::{Backoff, ChangeLog, Note};
+pub use target::{Protocol, PushTarget, TargetError};
+
+/// Frames queued per target before it starts losing them (to the next
+/// keyframe). About a second at 30 fps.
+pub const QUEUE_FRAMES: usize = 30;
+/// Longest wait for name resolution plus the TCP connect.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait from connected to publishing (handshake, connect, publish).
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write that makes no progress this long ends the connection: a dead or
+/// stalled server is noticed within this time.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a clean stop waits for targets to say goodbye.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+/// SO_SNDBUF of push connections (the kernel doubles it): a slow server
+/// backs up into the frame queue (which drops to the next keyframe) within
+/// about a second rather than into megabytes of stale video.
+const SEND_BUFFER: usize = 128 * 1024;
+/// Read size for what the server sends.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Why one connection to a target ended.
+#[derive(Debug)]
+pub enum PushError {
+    Resolve {
+        host: String,
+        error: io::Error,
+    },
+    NoAddress {
+        host: String,
+    },
+    Connect {
+        addr: SocketAddr,
+        error: io::Error,
+    },
+    Timeout {
+        what: &'static str,
+        limit: Duration,
+    },
+    /// A step that must finish within `limit` did not.
+    Deadline {
+        what: &'static str,
+        limit: Duration,
+    },
+    Io {
+        what: &'static str,
+        error: io::Error,
+    },
+    /// The server closed the connection.
+    Closed {
+        during: &'static str,
+    },
+    Rtmp(SessionError),
+}
+
+impl fmt::Display for PushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Resolve { host, error } => write!(f, "cannot resolve {host}: {error}"),
+            Self::NoAddress { host } => write!(f, "{host} has no address"),
+            Self::Connect { addr, error } => write!(f, "connect to {addr}: {}", io_text(error)),
+            Self::Timeout { what, limit } => {
+                write!(f, "{what}: no progress for {} s", limit.as_secs())
+            }
+            Self::Deadline { what, limit } => {
+                write!(f, "{what}: not done within {} s", limit.as_secs())
+            }
+            Self::Io { what, error } => write!(f, "{what}: {}", io_text(error)),
+            Self::Closed { during } => write!(f, "the server closed the connection {during}"),
+            Self::Rtmp(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for PushError {}
+
+/// Short, stable texts for common socket errors (no "os error N").
+fn io_text(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset by the server".into(),
+        io::ErrorKind::BrokenPipe => "the server closed the connection".into(),
+        io::ErrorKind::TimedOut => "timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Tells push tasks to finish; each says goodbye to its server.
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    set: AtomicBool,
+    event: event_listener::Event,
+}
+
+impl StopSignal {
+    pub fn trigger(&self) {
+        self.set.store(true, Ordering::Release);
+        self.event.notify(usize::MAX);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    pub async fn wait(&self) {
+        loop {
+            let listener = self.event.listen();
+            if self.is_set() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// The running push targets.
+pub struct Pushers {
+    tasks: Vec<Task<()>>,
+    stop: Arc<StopSignal>,
+}
+
+impl Pushers {
+    /// Starts one task per target on the smol executor. Each subscribes to
+    /// the fan-out here, before returning: call this before the encoder
+    /// starts and the targets get the stream from its first keyframe.
+    pub fn start(targets: &[PushTarget], fanout: &Arc<Fanout>, health: &Health) -> Self {
+        let stop = Arc::new(StopSignal::default());
+        let mut names: Vec<String> = Vec::new();
+        let tasks = targets
+            .iter()
+            .map(|t| {
+                // Same display name twice (same server, hidden keys): number them.
+                let mut name = t.display_name();
+                let dupes = names.iter().filter(|n| n.starts_with(&name)).count();
+                if dupes > 0 {
+                    name = format!("{name}#{}", dupes + 1);
+                }
+                names.push(name.clone());
+                let link = Link {
+                    sub: fanout.subscribe(QUEUE_FRAMES),
+                    target: t.clone(),
+                    health: health.add_push(name.clone()),
+                    name,
+                    fanout: fanout.clone(),
+                    stop: stop.clone(),
+                };
+                smol::spawn(link.run())
+            })
+            .collect();
+        Self { tasks, stop }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Asks every target to finish (RTMP: FCUnpublish and deleteStream)
+    /// and waits up to `grace` for them; the rest are cancelled.
+    pub async fn stop(self, grace: Duration) {
+        self.stop.trigger();
+        let deadline = Instant::now() + grace;
+        for task in self.tasks {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A task still running at the deadline is dropped: cancelled.
+            timeout(left, task).await;
+        }
+    }
+}
+
+/// Runs `f` for at most `limit`.
+async fn timeout<T>(limit: Duration, f: impl Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(f.await) }, async {
+        Timer::after(limit).await;
+        None
+    })
+    .await
+}
+
+/// How a connection ended without error.
+enum Ended {
+    Stopped,
+}
+
+/// One target's task state.
+struct Link {
+    sub: Subscription,
+    target: PushTarget,
+    name: String,
+    fanout: Arc<Fanout>,
+    health: Arc<PushHealth>,
+    stop: Arc<StopSignal>,
+}
+
+/// Per-connection bookkeeping shared with [`Link::run`].
+struct Attempt {
+    number: u64,
+    published_at: Option<Instant>,
+    /// Video frames sent on this connection.
+    frames: u64,
+}
+
+impl Link {
+    async fn run(self) {
+        let sub = &self.sub;
+        let mut backoff = Backoff::new();
+        let mut changes = ChangeLog::new();
+        let mut down_since: Option<Instant> = None;
+        for number in 0u64.. {
+            if self.stop.is_set() {
+                return;
+            }
+            self.health.set(false, "connecting");
+            log::debug!("push {}: connecting (attempt {})", self.name, number + 1);
+            let mut attempt = Attempt {
+                number,
+                published_at: None,
+                frames: 0,
+            };
+            let result = self
+                .connection(sub, &mut attempt, &mut changes, &mut down_since)
+                .await;
+            let published_for = attempt.published_at.map_or(Duration::ZERO, |t| t.elapsed());
+            let error = match result {
+                Ok(Ended::Stopped) => {
+                    self.health.set(false, "stopped");
+                    log::info!(
+                        "push {}: stopped after {} frames on this connection",
+                        self.name,
+                        attempt.frames
+                    );
+                    return;
+                }
+                Err(e) => e.to_string(),
+            };
+            if self.stop.is_set() {
+                self.health.set(false, "stopped");
+                return;
+            }
+            let delay = backoff.next_delay(published_for, fastrand::f64());
+            let secs = delay.as_secs_f64().round().max(1.0);
+            self.health
+                .set(false, format!("retry in {secs:.0} s: {error}"));
+            match changes.failed(&error) {
+                Note::Quiet => {}
+                Note::Failed { lost: true } => {
+                    down_since = Some(Instant::now());
+                    log::warn!(
+                        "push {}: lost after {:.0} s of publishing ({} frames): {error}; retrying in {secs:.0} s, backing off to {} s",
+                        self.name,
+                        published_for.as_secs_f64(),
+                        attempt.frames,
+                        backoff::MAX_DELAY.as_secs()
+                    );
+                }
+                Note::Failed { lost: false } => {
+                    down_since.get_or_insert_with(Instant::now);
+                    log::warn!(
+                        "push {}: {error}; retrying in {secs:.0} s, backing off to {} s (logged again when the error changes)",
+                        self.name,
+                        backoff::MAX_DELAY.as_secs()
+                    );
+                }
+                Note::Publishing { .. } => {}
+            }
+            smol::future::or(Timer::after(delay), async {
+                self.stop.wait().await;
+                Instant::now()
+            })
+            .await;
+        }
+    }
+
+    /// One connection: resolve, connect, set up, publish until an error or
+    /// the stop signal.
+    async fn connection(
+        &self,
+        sub: &Subscription,
+        attempt: &mut Attempt,
+        changes: &mut ChangeLog,
+        down_since: &mut Option<Instant>,
+    ) -> Result<Ended, PushError> {
+        let info = loop {
+            if let Some(info) = self.fanout.wait_stream_info(Duration::from_secs(1)).await {
+                break info;
+            }
+            if self.stop.is_set() {
+                return Ok(Ended::Stopped);
+            }
+        };
+        let stream = match stoppable(&self.stop, self.connect()).await {
+            Some(r) => r?,
+            None => return Ok(Ended::Stopped),
+        };
+        let stream = Arc::new(stream);
+        let (tx, rx) = smol::channel::bounded::<io::Result<Vec<u8>>>(4);
+        let _reader = smol::spawn(read_loop(stream.clone(), tx));
+        let mut conn = Conn {
+            stream,
+            rx,
+            session: None,
+        };
+
+        let setup = async {
+            match &self.target.protocol {
+                Protocol::Rtmp(params) => {
+                    let mut random = [0u8; handshake::PACKET_SIZE - 8];
+                    random.iter_mut().for_each(|b| *b = fastrand::u8(..));
+                    conn.session = Some(PublishSession::new(params.clone(), &random));
+                    conn.rtmp_setup(&self.name).await
+                }
+                Protocol::Flv { stream_name } => {
+                    let mut out = flv::file_header().to_vec();
+                    let meta = Metadata::from_info(&info, Some(stream_name));
+                    flv::write_tag(&mut out, flv::TAG_SCRIPT, 0, &meta.script_body(false));
+                    conn.write(&out, "sending the FLV header").await
+                }
+            }
+        };
+        match stoppable(&self.stop, timeout(SETUP_TIMEOUT, setup)).await {
+            None => return Ok(Ended::Stopped),
+            Some(None) => {
+                return Err(PushError::Deadline {
+                    what: match self.target.protocol {
+                        Protocol::Rtmp(_) => "RTMP handshake and publish",
+                        Protocol::Flv { .. } => "sending the FLV header",
+                    },
+                    limit: SETUP_TIMEOUT,
+                });
+            }
+            Some(Some(r)) => r?,
+        }
+        if conn.session.is_some() {
+            let meta = Metadata::from_info(&info, None);
+            conn.send_rtmp(
+                |s| s.send_metadata(&meta.script_body(true)),
+                "sending metadata",
+            )
+            .await?;
+        }
+
+        // Publishing. A fresh queue on the very first attempt is kept (it
+        // starts at a keyframe and holds the stream from the start);
+        // otherwise start over at a keyframe requested now.
+        if attempt.number > 0 || sub.queued() > QUEUE_FRAMES / 2 {
+            sub.resync();
+        }
+        attempt.published_at = Some(Instant::now());
+        self.health.set(true, "publishing");
+        if let Note::Publishing { failures } = changes.published() {
+            match down_since.take() {
+                Some(since) if failures > 0 => log::info!(
+                    "push {}: publishing again after {failures} failed attempt{} ({:.0} s down)",
+                    self.name,
+                    if failures == 1 { "" } else { "s" },
+                    since.elapsed().as_secs_f64()
+                ),
+                _ => log::info!("push {}: publishing", self.name),
+            }
+        }
+        let mut tagger = VideoTagger::new();
+        let mut tags = Vec::new();
+        let mut out = Vec::new();
+        enum Wake {
+            Frame(Option<Arc<EncodedFrame>>),
+            Input(Result<io::Result<Vec<u8>>, smol::channel::RecvError>),
+            Stop,
+        }
+        loop {
+            let wake = smol::future::or(
+                async { Wake::Frame(sub.recv().await) },
+                smol::future::or(async { Wake::Input(conn.rx.recv().await) }, async {
+                    self.stop.wait().await;
+                    Wake::Stop
+                }),
+            )
+            .await;
+            match wake {
+                Wake::Frame(None) => return Ok(Ended::Stopped),
+                Wake::Frame(Some(frame)) => {
+                    if self
+                        .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags, &mut out)
+                        .await?
+                    {
+                        attempt.frames += 1;
+                    }
+                }
+                Wake::Input(input) => conn.handle_input(input, "while publishing", &self.name)?,
+                Wake::Stop => {
+                    // Send what is queued (the stop grace bounds this), then
+                    // say goodbye.
+                    while let Some(frame) = sub.try_recv() {
+                        if self
+                            .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags, &mut out)
+                            .await?
+                        {
+                            attempt.frames += 1;
+                        }
+                    }
+                    if let Some(s) = &mut conn.session {
+                        s.close();
+                        let bytes = s.take_output();
+                        conn.write(&bytes, "sending FCUnpublish and deleteStream")
+                            .await?;
+                    }
+                    let _ = conn.stream.get_ref().shutdown(NetShutdown::Write);
+                    return Ok(Ended::Stopped);
+                }
+            }
+        }
+    }
+
+    async fn send_frame(
+        &self,
+        conn: &mut Conn,
+        frame: &EncodedFrame,
+        info: &StreamInfo,
+        tagger: &mut VideoTagger,
+        tags: &mut Vec<flv::VideoTag>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, PushError> {
+        tags.clear();
+        match tagger.push(frame, &info.params, tags) {
+            Ok(()) => {}
+            Err(Skipped::WaitingForKeyframe) => return Ok(false),
+            Err(e @ Skipped::TooLarge { .. }) => {
+                log::warn!("push {}: frame {}: {e}", self.name, frame.seq);
+                return Ok(false);
+            }
+        }
+        out.clear();
+        match &mut conn.session {
+            Some(s) => {
+                for t in tags.iter() {
+                    s.send_video(t.timestamp, &t.body)
+                        .map_err(PushError::Rtmp)?;
+                }
+                out.extend_from_slice(&s.take_output());
+            }
+            None => {
+                for t in tags.iter() {
+                    flv::write_tag(out, flv::TAG_VIDEO, t.timestamp, &t.body);
+                }
+            }
+        }
+        conn.write(out, "sending video").await?;
+        Ok(true)
+    }
+
+    /// Resolves the host (on a blocking thread: getaddrinfo may take
+    /// seconds) and connects to the first address that answers.
+    async fn connect(&self) -> Result<Async<TcpStream>, PushError> {
+        let host = self.target.host.clone();
+        let port = self.target.port;
+        let resolve = smol::unblock(move || {
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>())
+        });
+        let addrs = timeout(CONNECT_TIMEOUT, resolve)
+            .await
+            .ok_or(PushError::Timeout {
+                what: "resolving the host name",
+                limit: CONNECT_TIMEOUT,
+            })?
+            .map_err(|error| PushError::Resolve {
+                host: self.target.host.clone(),
+                error,
+            })?;
+        let mut last = PushError::NoAddress {
+            host: self.target.host.clone(),
+        };
+        for addr in addrs {
+            match timeout(CONNECT_TIMEOUT, Async::<TcpStream>::connect(addr)).await {
+                Some(Ok(stream)) => {
+                    let s = socket2::SockRef::from(stream.get_ref());
+                    let _ = s.set_tcp_nodelay(true);
+                    let _ = s.set_send_buffer_size(SEND_BUFFER);
+                    // Unacknowledged data for this long aborts the connection
+                    // (a server gone without a FIN or RST).
+                    let _ = s.set_tcp_user_timeout(Some(WRITE_TIMEOUT));
+                    return Ok(stream);
+                }
+                Some(Err(error)) => last = PushError::Connect { addr, error },
+                None => {
+                    last = PushError::Timeout {
+                        what: "connecting",
+                        limit: CONNECT_TIMEOUT,
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Runs `f` unless the stop signal comes first.
+async fn stoppable<T>(stop: &StopSignal, f: impl Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(f.await) }, async {
+        stop.wait().await;
+        None
+    })
+    .await
+}
+
+/// Reads what the server sends and passes it on; the channel closes at the
+/// end of the stream (bounded: the reader waits when the channel is full).
+async fn read_loop(stream: Arc<Async<TcpStream>>, tx: smol::channel::Sender<io::Result<Vec<u8>>>) {
+    let mut buf = vec![0u8; READ_SIZE];
+    loop {
+        let r = stream.read_with(|s| (&*s).read(&mut buf)).await;
+        let item = match r {
+            Ok(0) => return,
+            Ok(n) => Ok(buf[..n].to_vec()),
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// One open connection.
+struct Conn {
+    stream: Arc<Async<TcpStream>>,
+    rx: smol::channel::Receiver<io::Result<Vec<u8>>>,
+    session: Option<PublishSession>,
+}
+
+impl Conn {
+    /// Writes everything; fails if a write makes no progress for
+    /// [`WRITE_TIMEOUT`].
+    async fn write(&self, mut bytes: &[u8], what: &'static str) -> Result<(), PushError> {
+        while !bytes.is_empty() {
+            let n = timeout(
+                WRITE_TIMEOUT,
+                self.stream.write_with(|s| (&*s).write(bytes)),
+            )
+            .await
+            .ok_or(PushError::Timeout {
+                what,
+                limit: WRITE_TIMEOUT,
+            })?
+            .map_err(|error| PushError::Io { what, error })?;
+            if n == 0 {
+                return Err(PushError::Closed { during: what });
+            }
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    async fn send_rtmp(
+        &mut self,
+        f: impl FnOnce(&mut PublishSession) -> Result<(), SessionError>,
+        what: &'static str,
+    ) -> Result<(), PushError> {
+        let Some(s) = &mut self.session else {
+            return Ok(());
+        };
+        f(s).map_err(PushError::Rtmp)?;
+        let bytes = s.take_output();
+        self.write(&bytes, what).await
+    }
+
+    /// Handles bytes from the server (or its end).
+    fn handle_input(
+        &mut self,
+        input: Result<io::Result<Vec<u8>>, smol::channel::RecvError>,
+        during: &'static str,
+        name: &str,
+    ) -> Result<(), PushError> {
+        let bytes = match input {
+            Err(_) => return Err(PushError::Closed { during }),
+            Ok(Err(error)) => {
+                return Err(PushError::Io {
+                    what: "reading",
+                    error,
+                });
+            }
+            Ok(Ok(bytes)) => bytes,
+        };
+        if let Some(s) = &mut self.session {
+            s.handle_input(&bytes).map_err(PushError::Rtmp)?;
+            while let Some(e) = s.poll_event() {
+                match e {
+                    Event::Connected => log::debug!("push {name}: RTMP connect accepted"),
+                    Event::PublishStarted => log::debug!("push {name}: NetStream.Publish.Start"),
+                    Event::Status { code, description } => {
+                        log::info!("push {name}: server status {code} {description}")
+                    }
+                }
+            }
+        }
+        // A raw FLV server has nothing to say; whatever it sends is ignored.
+        Ok(())
+    }
+
+    /// Handshake, connect and publish, until `NetStream.Publish.Start`.
+    async fn rtmp_setup(&mut self, name: &str) -> Result<(), PushError> {
+        loop {
+            let Some(s) = &mut self.session else {
+                return Ok(());
+            };
+            let phase = s.phase();
+            if s.has_output() {
+                let bytes = s.take_output();
+                self.write(&bytes, "RTMP handshake").await?;
+            }
+            if phase == crate::rtmp::Phase::Published {
+                return Ok(());
+            }
+            let during = match phase {
+                crate::rtmp::Phase::Handshake => "during the RTMP handshake",
+                crate::rtmp::Phase::Connecting => "after RTMP connect",
+                _ => "before publishing started",
+            };
+            let input = self.rx.recv().await;
+            self.handle_input(input, during, name)?;
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Push target URLs: `rtmp://host[:port]/app[/instance]/stream[?query]` and
+//! `tcp://host:port/name`, parsed once at startup with messages that say
+//! what to write instead.
+
+use std::fmt;
+
+use crate::rtmp::PublishParams;
+
+/// RTMP's registered port.
+pub const RTMP_PORT: u16 = 1935;
+
+/// What kind of server a target is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// RTMP publish.
+    Rtmp(PublishParams),
+    /// Raw FLV over TCP; the name goes into onMetaData `streamName`.
+    Flv { stream_name: String },
+}
+
+/// One push target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    /// As given.
+    pub url: String,
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// Why a URL is not a push target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetError(pub String);
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+const FORMS: &str = "use rtmp://host[:port]/app/stream or tcp://host:port/name";
+
+impl PushTarget {
+    pub fn parse(url: &str) -> Result<Self, TargetError> {
+        let err = |s: String| Err(TargetError(s));
+        let url = url.trim();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return err(format!("{url:?} is not a URL; {FORMS}"));
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "rtmp" | "tcp") {
+            let hint = match scheme.as_str() {
+                "rtmps" => "; RTMPS (TLS) is not supported yet",
+                "srt" | "http" | "https" => "; only RTMP and raw FLV over TCP are supported",
+                _ => "",
+            };
+            return err(format!(
+                "{url:?}: scheme {scheme}:// is not supported; use rtmp:// or tcp://{hint}"
+            ));
+        }
+        let example = if scheme == "rtmp" {
+            "rtmp://server/live/cam1"
+        } else {
+            "tcp://server:6666/cam1"
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if authority.contains('@') {
+            return err(format!(
+                "{url:?}: user names and passwords in the URL are not supported; put the key in the stream name or query, e.g. rtmp://server/live/cam1?key=SECRET"
+            ));
+        }
+        let (host, port) = split_host_port(authority).ok_or_else(|| {
+            TargetError(format!(
+                "{url:?}: {authority:?} is not a host[:port]; e.g. {example}"
+            ))
+        })?;
+        if host.is_empty() {
+            return err(format!(
+                "{url:?} needs a host and a stream name, e.g. {example}"
+            ));
+        }
+        let path_only = path.split(['?', '#']).next().unwrap_or("");
+        if path_only.trim_matches('/').is_empty() {
+            return err(format!(
+                "{url:?} needs a host and a stream name, e.g. {example}"
+            ));
+        }
+        if path
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return err(format!(
+                "{url:?}: the path has spaces or control characters"
+            ));
+        }
+        let (protocol, port) = if scheme == "rtmp" {
+            let (app_path, query) = match path.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (path, None),
+            };
+            let app_path = app_path.trim_end_matches('/');
+            let Some((app, stream)) = app_path.rsplit_once('/') else {
+                return err(format!(
+                    "{url:?} needs an application and a stream name, e.g. {example}"
+                ));
+            };
+            let app = app.trim_matches('/');
+            if app.is_empty() || stream.is_empty() {
+                return err(format!(
+                    "{url:?} needs an application and a stream name, e.g. {example}"
+                ));
+            }
+            let port = port.unwrap_or(RTMP_PORT);
+            let tc_host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
+            let tc_url =
+                if port == RTMP_PORT && !authority.contains(']') && !authority.contains(':') {
+                    format!("rtmp://{tc_host}/{app}")
+                } else {
+                    format!("rtmp://{tc_host}:{port}/{app}")
+                };
+            let stream = match query {
+                Some(q) => format!("{stream}?{q}"),
+                None => stream.to_string(),
+            };
+            (
+                Protocol::Rtmp(PublishParams {
+                    app: app.to_string(),
+                    tc_url,
+                    stream,
+                }),
+                port,
+            )
+        } else {
+            let Some(port) = port else {
+                return err(format!(
+                    "{url:?}: tcp:// needs a port (crtmpserver's inboundLiveFlv listens on 6666), e.g. {example}"
+                ));
+            };
+            let name = path_only.trim_matches('/');
+            (
+                Protocol::Flv {
+                    stream_name: name.to_string(),
+                },
+                port,
+            )
+        };
+        if port == 0 {
+            return err(format!("{url:?}: port 0 is not a port"));
+        }
+        Ok(Self {
+            url: url.to_string(),
+            host: host.to_string(),
+            port,
+            protocol,
+        })
+    }
+
+    /// The target as shown in logs and the stats line: RTMP stream names
+    /// (which are often stream keys) and query strings are hidden.
+    pub fn display_name(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match &self.protocol {
+            Protocol::Rtmp(p) => {
+                let port = if self.port == RTMP_PORT {
+                    String::new()
+                } else {
+                    format!(":{}", self.port)
+                };
+                format!("rtmp://{host}{port}/{}/****", p.app)
+            }
+            Protocol::Flv { stream_name } => {
+                format!("tcp://{host}:{}/{stream_name}", self.port)
+            }
+        }
+    }
+}
+
+/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((host, port));
+    }
+    match authority.split_once(':') {
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((authority, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtmp(url: &str) -> (PushTarget, PublishParams) {
+        let t = PushTarget::parse(url).unwrap();
+        match &t.protocol {
+            Protocol::Rtmp(p) => (t.clone(), p.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rtmp_forms() {
+        let (t, p) = rtmp("rtmp://server/live/cam1");
+        assert_eq!((t.host.as_str(), t.port), ("server", 1935));
+        assert_eq!(p.app, "live");
+        assert_eq!(p.stream, "cam1");
+        assert_eq!(p.tc_url, "rtmp://server/live");
+        assert_eq!(t.display_name(), "rtmp://server/live/****");
+
+        let (t, p) = rtmp("rtmp://127.0.0.1:19350/app/inst/key-123?secret=x&y=1");
+        assert_eq!(t.port, 19350);
+        assert_eq!(p.app, "app/inst");
+        assert_eq!(p.stream, "key-123?secret=x&y=1");
+        assert_eq!(p.tc_url, "rtmp://127.0.0.1:19350/app/inst");
+        assert_eq!(t.display_name(), "rtmp://127.0.0.1:19350/app/inst/****");
+        assert!(!t.display_name().contains("secret"));
+
+        let (t, p) = rtmp("rtmp://[::1]:1936/live/x");
+        assert_eq!((t.host.as_str(), t.port), ("::1", 1936));
+        assert_eq!(p.tc_url, "rtmp://[::1]:1936/live");
+
+        let (_, p) = rtmp("rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop");
+        assert_eq!(
+            (p.app.as_str(), p.stream.as_str()),
+            ("live2", "abcd-efgh-ijkl-mnop")
+        );
+    }
+
+    #[test]
+    fn tcp_form() {
+        let t = PushTarget::parse("tcp://127.0.0.1:6666/cam1").unwrap();
+        assert_eq!(
+            t.protocol,
+            Protocol::Flv {
+                stream_name: "cam1".into()
+            }
+        );
+        assert_eq!(t.port, 6666);
+        assert_eq!(t.display_name(), "tcp://127.0.0.1:6666/cam1");
+    }
+
+    #[test]
+    fn errors_say_what_to_write() {
+        let e = |u: &str| PushTarget::parse(u).unwrap_err().0;
+        assert!(
+            e("server/live/x").contains("rtmp://host"),
+            "{}",
+            e("server/live/x")
+        );
+        assert!(e("http://x/y").contains("not supported"));
+        assert!(e("rtmps://x/live/y").contains("RTMPS"));
+        assert!(e("rtmp://server").contains("stream name"));
+        assert!(e("rtmp://server/live").contains("application and a stream name"));
+        assert!(e("rtmp://server/live/").contains("application and a stream name"));
+        assert!(e("rtmp://server:99999/live/x").contains("host[:port]"));
+        assert!(e("rtmp://u:p@server/live/x").contains("passwords"));
+        assert!(e("tcp://server/cam1").contains("needs a port"));
+        assert!(e("tcp://server:0/cam1").contains("port 0"));
+        assert!(e("tcp://:6666/cam1").contains("needs a host"));
+        assert!(e("rtmp://server/live/a b").contains("spaces"));
+    }
+}
