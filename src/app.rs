@@ -19,6 +19,7 @@ use crate::source::FrameSource;
 use crate::source::testsrc::TestPattern;
 use crate::source::y4m::Y4mFile;
 use crate::stats::{PipelineStats, StatsLine};
+use crate::systemd::Notifier;
 
 /// How often the stats line is logged.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
@@ -90,6 +91,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let stats = Arc::new(PipelineStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let health = Health::new();
+    let notifier = Arc::new(Notifier::from_env());
     let pipeline = Pipeline::new(
         source,
         &EncodeOptions {
@@ -128,7 +130,7 @@ pub fn run(config: Config) -> Result<(), String> {
         "{} {}x{} at {} fps",
         fmt.description, fmt.width, fmt.height, fmt.fps
     );
-    match &server {
+    let ready_status = match &server {
         Some(s) => {
             let addr = s.local_addr().map_err(|e| e.to_string())?;
             let urls = viewer_urls(addr, &config.rtsp_path);
@@ -146,12 +148,16 @@ pub fn run(config: Config) -> Result<(), String> {
                     String::new()
                 }
             );
+            format!("streaming {what} at {}", urls[0])
         }
-        None => log::info!(
-            "edgestream {}: encoding {what}; RTSP is off",
-            env!("CARGO_PKG_VERSION")
-        ),
-    }
+        None => {
+            log::info!(
+                "edgestream {}: encoding {what}; RTSP is off",
+                env!("CARGO_PKG_VERSION")
+            );
+            format!("encoding {what}; RTSP is off")
+        }
+    };
 
     let (done_tx, done_rx) = smol::channel::bounded(1);
     let thread = std::thread::Builder::new()
@@ -165,6 +171,12 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let result = smol::block_on(async {
         let _server_task = server.map(|s| smol::spawn(s.run()));
+        let _systemd_task = smol::spawn(crate::systemd::supervise(
+            notifier.clone(),
+            stats.clone(),
+            health.clone(),
+            ready_status,
+        ));
         let mut signals =
             async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
                 .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -172,6 +184,7 @@ pub fn run(config: Config) -> Result<(), String> {
             let fanout = fanout.clone();
             let stats = stats.clone();
             let health = health.clone();
+            let notifier = notifier.clone();
             smol::spawn(async move {
                 let mut last = Instant::now();
                 loop {
@@ -200,6 +213,7 @@ pub fn run(config: Config) -> Result<(), String> {
                     };
                     last = Instant::now();
                     log::info!("stats: {line}");
+                    notifier.status(&line.to_string());
                 }
             })
         };
@@ -224,6 +238,7 @@ pub fn run(config: Config) -> Result<(), String> {
         Ok::<_, String>(end)
     })?;
 
+    notifier.stopping("stopping");
     stop.store(true, Ordering::Relaxed);
     let joined = thread.join();
     match result {

@@ -23,3 +23,4 @@ pub mod rtp;
 pub mod rtsp;
 pub mod source;
 pub mod stats;
+pub mod systemd;
