@@ -129,6 +129,11 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     let server_stats = server.as_ref().map(|s| s.stats());
 
+    // Before the banner: a SIGTERM right after it must stop cleanly, not kill.
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
     let what = format!(
         "{} {}x{} at {} fps",
         fmt.description, fmt.width, fmt.height, fmt.fps
@@ -180,9 +185,6 @@ pub fn run(config: Config) -> Result<(), String> {
             health.clone(),
             ready_status,
         ));
-        let mut signals =
-            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
-                .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let stats_task = {
             let fanout = fanout.clone();
             let stats = stats.clone();
