@@ -57,16 +57,21 @@ impl Edgestream {
                     if std::env::var_os("EDGESTREAM_TEST_LOG").is_some() {
                         eprintln!("edgestream| {line}");
                     }
-                    if let Some(i) = line.find("rtsp://") {
-                        if line.contains("streaming") {
-                            let url: String = line[i..]
+                    let url = line
+                        .find("rtsp://")
+                        .filter(|_| line.contains("streaming"))
+                        .map(|i| {
+                            line[i..]
                                 .chars()
                                 .take_while(|c| !c.is_whitespace())
-                                .collect();
-                            let _ = tx.send(url);
-                        }
-                    }
+                                .collect::<String>()
+                        });
+                    // Logged before the URL is handed out, so a caller that
+                    // reads the log right after start() sees the banner.
                     log.lock().unwrap().push(line);
+                    if let Some(url) = url {
+                        let _ = tx.send(url);
+                    }
                 }
             });
         }
