@@ -110,7 +110,6 @@ echo "build-x264: configure ${cross[*]} --prefix=$prefix --enable-static --enabl
     cat "$work/configure.log" >&2; [ -f config.log ] && tail -40 config.log >&2; exit 1; }
 grep -E '^(platform|asm|pic|bit depth):' "$work/configure.log" | sed 's/^/build-x264:   /' || true
 make -j"${JOBS:-$(nproc)}" >"$work/make.log" 2>&1 || { tail -40 "$work/make.log" >&2; exit 1; }
-rm -rf "$prefix"
 make install-lib-static >/dev/null
 echo "$want" >"$stamp"
 echo "build-x264: installed $prefix/lib/libx264.a ($(stat -c %s "$prefix/lib/libx264.a") bytes)"
