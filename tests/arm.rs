@@ -115,14 +115,17 @@ fn armel_static_binary_streams_under_qemu_arm1176() {
 }
 
 #[test]
-fn cross_toml_names_the_board_image_for_each_target() {
+fn cross_and_plain_cargo_get_the_same_static_settings() {
     // cross reads Cross.toml only under that exact name.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert!(!root.join("cross.toml").exists());
-    let text = std::fs::read_to_string(root.join("Cross.toml")).unwrap();
-    let cross: toml::Table = toml::from_str(&text).unwrap();
-    let config = std::fs::read_to_string(root.join(".cargo/config.toml")).unwrap();
-    let config: toml::Table = toml::from_str(&config).unwrap();
+    let read = |p: &str| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(root.join(p)).unwrap()).unwrap()
+    };
+    let cross = read("Cross.toml");
+    let cargo = read("board/cargo/config.toml");
+    // Not in .cargo/config.toml: there it would hit native builds on ARM.
+    assert!(!read(".cargo/config.toml").contains_key("target"));
     for target in [
         "arm-unknown-linux-gnueabi",
         "armv7-unknown-linux-gnueabihf",
@@ -131,23 +134,10 @@ fn cross_toml_names_the_board_image_for_each_target() {
         let df = &cross["target"][target]["dockerfile"];
         assert_eq!(df["file"].as_str(), Some("board/Dockerfile"), "{target}");
         assert_eq!(df["build-args"]["TARGET"].as_str(), Some(target));
-        // The packages the image installs exist for the target.
-        let out = Command::new("sh")
-            .arg(root.join("board/deps.sh"))
-            .arg(target)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "deps.sh {target}");
-        let deps = String::from_utf8_lossy(&out.stdout);
-        assert!(deps.lines().any(|l| l.starts_with("gcc-")), "{deps}");
-        // Fully static, linked by the Debian cross gcc.
-        let t = &config["target"][target];
+        // The linker and flags cross passes into its container are the
+        // ones plain cargo builds take from board/cargo/config.toml.
+        let t = &cargo["target"][target];
         let linker = t["linker"].as_str().unwrap();
-        assert!(
-            deps.lines()
-                .any(|l| l == format!("gcc-{}", linker.trim_end_matches("-gcc"))),
-            "{target}: linker {linker} is not in deps.sh"
-        );
         let flags: Vec<&str> = t["rustflags"]
             .as_array()
             .unwrap()
@@ -155,5 +145,33 @@ fn cross_toml_names_the_board_image_for_each_target() {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert_eq!(flags, ["-C", "target-feature=+crt-static"], "{target}");
+        let var = format!("CARGO_TARGET_{}", target.to_uppercase().replace('-', "_"));
+        let env: Vec<&str> = cross["target"][target]["env"]["passthrough"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            env,
+            [
+                format!("{var}_LINKER={linker}"),
+                format!("{var}_RUSTFLAGS={}", flags.join(" "))
+            ],
+            "{target}"
+        );
+        // The image installs that linker.
+        let out = Command::new("sh")
+            .arg(root.join("board/deps.sh"))
+            .arg(target)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "deps.sh {target}");
+        let deps = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            deps.lines()
+                .any(|l| l == format!("gcc-{}", linker.trim_end_matches("-gcc"))),
+            "{target}: linker {linker} is not in deps.sh: {deps}"
+        );
     }
 }
