@@ -40,7 +40,7 @@ impl LedState {
     /// The state to show for a health snapshot. The privacy switch wins (it
     /// is what the user just asked for), then a fault, then the rest.
     pub fn from_health(h: &Snapshot) -> Self {
-        if h.privacy || h.source == SourceState::Paused {
+        if h.paused() {
             return Self::Privacy;
         }
         match h.source {
@@ -126,10 +126,6 @@ impl<P: OutputPin> StatusLed<P> {
         }
         self.level = Some(on);
         Ok(())
-    }
-
-    pub fn into_pin(self) -> P {
-        self.pin
     }
 }
 

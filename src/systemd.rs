@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::health::{Health, SourceState};
+use crate::health::Health;
 use crate::stats::PipelineStats;
 
 /// How often [`supervise`] looks for the first frame before `READY=1`.
@@ -168,11 +168,6 @@ pub fn ping_interval(timeout: Duration) -> Duration {
     (timeout / 2).max(Duration::from_millis(10))
 }
 
-/// Whether the privacy pause is on (asked for, or in effect).
-fn paused(health: &Health) -> bool {
-    health.privacy() || health.source() == SourceState::Paused
-}
-
 /// Sends `READY=1` (with `status`) once the first frame is encoded, then
 /// feeds the watchdog while [`WatchdogPolicy`] says so. Runs until dropped.
 pub async fn supervise(
@@ -196,7 +191,7 @@ pub async fn supervise(
     let mut feeding = true;
     loop {
         smol::Timer::after(ping_interval(timeout)).await;
-        let healthy = policy.tick(frames(), paused(&health));
+        let healthy = policy.tick(frames(), health.snapshot().paused());
         if healthy {
             notifier.watchdog_ping();
             if !feeding {
