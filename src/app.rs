@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use smol::stream::StreamExt;
 
-use crate::config::{Config, SourceSpec};
+use crate::config::{Config, GpioLine, SourceSpec};
 use crate::fanout::{Fanout, KeyframeRequest};
 use crate::health::{Health, SourceState};
 use crate::media::Fraction;
@@ -22,6 +22,8 @@ use crate::source::FrameSource;
 use crate::source::testsrc::TestPattern;
 use crate::source::y4m::Y4mFile;
 use crate::stats::{PipelineStats, StatsLine};
+use crate::status::{PrivacyButton, StatusLed};
+use crate::systemd::Notifier;
 
 /// How often the stats line is logged.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
@@ -193,6 +195,9 @@ pub fn run(config: Config) -> Result<(), String> {
     let stats = Arc::new(PipelineStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let health = Health::new();
+    let notifier = Arc::new(Notifier::from_env());
+    // Shows "starting" from here on; the LED goes dark when this is dropped.
+    let _status = StatusThread::start(&config, health.clone());
     let pipeline = Pipeline::new(
         source,
         &EncodeOptions {
@@ -229,7 +234,7 @@ pub fn run(config: Config) -> Result<(), String> {
         "{} {}x{} at {} fps",
         fmt.description, fmt.width, fmt.height, fmt.fps
     );
-    match &server {
+    let ready_status = match &server {
         Some(s) => {
             let addr = s.local_addr().map_err(|e| e.to_string())?;
             let urls = viewer_urls(addr, &config.rtsp_path);
@@ -247,12 +252,16 @@ pub fn run(config: Config) -> Result<(), String> {
                     String::new()
                 }
             );
+            format!("streaming {what} at {}", urls[0])
         }
-        None => log::info!(
-            "edgestream {}: encoding {what}; RTSP is off",
-            env!("CARGO_PKG_VERSION")
-        ),
-    }
+        None => {
+            log::info!(
+                "edgestream {}: encoding {what}; RTSP is off",
+                env!("CARGO_PKG_VERSION")
+            );
+            format!("encoding {what}; RTSP is off")
+        }
+    };
 
     // Before the encoder starts, so push targets subscribe in time for the
     // first keyframe.
@@ -269,10 +278,17 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let result = smol::block_on(async {
         let _server_task = server.map(|s| smol::spawn(s.run()));
+        let _systemd_task = smol::spawn(crate::systemd::supervise(
+            notifier.clone(),
+            stats.clone(),
+            health.clone(),
+            ready_status,
+        ));
         let stats_task = {
             let fanout = fanout.clone();
             let stats = stats.clone();
             let health = health.clone();
+            let notifier = notifier.clone();
             smol::spawn(async move {
                 let mut last = Instant::now();
                 loop {
@@ -304,6 +320,7 @@ pub fn run(config: Config) -> Result<(), String> {
                     };
                     last = Instant::now();
                     log::info!("stats: {line}");
+                    notifier.status(&line.to_string());
                 }
             })
         };
@@ -331,6 +348,7 @@ pub fn run(config: Config) -> Result<(), String> {
         Ok::<_, String>(end)
     })?;
 
+    notifier.stopping("stopping");
     stop.store(true, Ordering::Relaxed);
     let joined = thread.join();
     match result {
@@ -359,6 +377,94 @@ pub fn run(config: Config) -> Result<(), String> {
         End::Pipeline(Ok(Ended::Stopped)) => Ok(()),
         End::Pipeline(Err(e)) => Err(e),
     }
+}
+
+/// The status LED and privacy button thread (see [`crate::status`]); stops
+/// and turns the LED off when dropped.
+struct StatusThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StatusThread {
+    /// Opens the configured pins and starts the thread; `None` if there are
+    /// no pins to drive. A pin that cannot be opened is logged and left out:
+    /// the LED and button are extras, streaming goes on without them.
+    fn start(config: &Config, health: Arc<Health>) -> Option<Self> {
+        let led = config.led.as_ref().and_then(|g| {
+            open_gpio(g, true, "status LED")
+                .map(|pin| StatusLed::new(pin, g.active_low))
+                .inspect_err(|e| log::warn!("{e}; running without it"))
+                .ok()
+        });
+        let button = config.button.as_ref().and_then(|g| {
+            open_gpio(g, false, "privacy button")
+                .and_then(|pin| {
+                    PrivacyButton::new(pin, g.active_low)
+                        .map_err(|e| format!("privacy button: {g}: {e}"))
+                })
+                .inspect_err(|e| log::warn!("{e}; running without it"))
+                .ok()
+        });
+        if led.is_none() && button.is_none() {
+            return None;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("status".into())
+            .spawn(move || crate::status::run(led, button, health, s))
+            .inspect_err(|e| log::warn!("status LED: cannot start its thread: {e}"))
+            .ok()?;
+        Some(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for StatusThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::warn!("status LED: its thread panicked");
+            }
+        }
+    }
+}
+
+/// Requests a GPIO line through the character device, as an output (the
+/// LED, initially dark) or an input (the button). The line is requested
+/// without the kernel's active-low flag: [`crate::status`] applies
+/// `active-low` itself, since `CdevPin` writes physical levels.
+fn open_gpio(
+    g: &GpioLine,
+    output: bool,
+    what: &str,
+) -> Result<linux_embedded_hal::CdevPin, String> {
+    use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
+    let fail = |e: &dyn std::fmt::Display| format!("{what}: {g}: {e}");
+    let mut chip = Chip::new(&g.chip).map_err(|e| fail(&e))?;
+    if g.line >= chip.num_lines() {
+        return Err(fail(&format_args!(
+            "{} has lines 0 to {}",
+            chip.name(),
+            chip.num_lines().saturating_sub(1)
+        )));
+    }
+    let line = chip.get_line(g.line).map_err(|e| fail(&e))?;
+    let handle = if output {
+        line.request(
+            LineRequestFlags::OUTPUT,
+            u8::from(g.active_low),
+            "edgestream",
+        )
+    } else {
+        line.request(LineRequestFlags::INPUT, 0, "edgestream")
+    }
+    .map_err(|e| fail(&e))?;
+    linux_embedded_hal::CdevPin::new(handle).map_err(|e| fail(&e))
 }
 
 #[cfg(test)]

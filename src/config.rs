@@ -167,6 +167,17 @@ pub struct Cli {
     /// Seconds an RTSP connection without a session may stay idle. [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub idle_timeout: Option<u64>,
+    /// Status LED on a GPIO line: CHIP:LINE, e.g. gpiochip0:17 (a Raspberry Pi's
+    /// BCM GPIO 17); append :active-low if the LED lights when the pin is low.
+    /// [default: off]
+    #[arg(long, value_name = "CHIP:LINE[:active-low]|off")]
+    pub led: Option<String>,
+
+    /// Privacy button on a GPIO line: each press pauses or resumes capture.
+    /// CHIP:LINE, e.g. gpiochip0:27; append :active-low if pressing pulls the
+    /// pin low. [default: off]
+    #[arg(long, value_name = "CHIP:LINE[:active-low]|off")]
+    pub button: Option<String>,
 
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
@@ -201,6 +212,8 @@ struct FileConfig {
     max_requests_per_second: Option<u32>,
     handshake_timeout: Option<u64>,
     idle_timeout: Option<u64>,
+    led: Option<String>,
+    button: Option<String>,
 }
 
 /// The file's `push` key: a URL, a list of URLs, or `[[push]]` tables with
@@ -332,6 +345,62 @@ pub struct Config {
     pub max_requests_per_second: u32,
     pub handshake_timeout: u64,
     pub idle_timeout: u64,
+    /// The status LED, if any.
+    pub led: Option<GpioLine>,
+    /// The privacy button, if any.
+    pub button: Option<GpioLine>,
+}
+
+/// A GPIO line on a Linux GPIO character device (`/dev/gpiochipN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpioLine {
+    pub chip: PathBuf,
+    pub line: u32,
+    /// The active state is a low level: an LED wired from 3.3 V to the pin,
+    /// or a button that pulls the pin to ground.
+    pub active_low: bool,
+}
+
+impl fmt::Display for GpioLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.chip.display(), self.line)?;
+        if self.active_low {
+            f.write_str(":active-low")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `CHIP:LINE[:active-low]` (CHIP: `gpiochipN` or a `/dev/...` path)
+/// or `off`; `Some(None)` is off, `None` is malformed.
+pub fn parse_gpio_line(s: &str) -> Option<Option<GpioLine>> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Some(None);
+    }
+    let mut parts = s.split(':');
+    let chip = parts.next()?;
+    let line = parts.next()?.trim().parse::<u32>().ok()?;
+    let active_low = match parts.next() {
+        None => false,
+        Some(flag) if flag.eq_ignore_ascii_case("active-low") => true,
+        Some(_) => return None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    let chip = if chip.starts_with("/dev/") && chip.len() > 5 {
+        PathBuf::from(chip)
+    } else if chip.starts_with("gpiochip") && chip[8..].parse::<u32>().is_ok() {
+        Path::new("/dev").join(chip)
+    } else {
+        return None;
+    };
+    Some(Some(GpioLine {
+        chip,
+        line,
+        active_low,
+    }))
 }
 
 impl Default for Config {
@@ -363,6 +432,8 @@ impl Default for Config {
             max_requests_per_second: 20,
             handshake_timeout: 10,
             idle_timeout: 30,
+            led: None,
+            button: None,
         }
     }
 }
@@ -450,6 +521,15 @@ pub fn parse_listen(s: &str) -> Option<Option<SocketAddr>> {
             .map(|p| Some(SocketAddr::from(([127, 0, 0, 1], p))));
     }
     s.parse::<SocketAddr>().ok().map(Some)
+}
+
+fn parse_gpio(v: &str, o: &Origin<'_>) -> Result<Option<GpioLine>, ConfigError> {
+    parse_gpio_line(v).ok_or_else(|| {
+        ConfigError(format!(
+            "{o}: {v:?} is not a GPIO line; use CHIP:LINE with an optional :active-low, \
+             e.g. gpiochip0:17 or /dev/gpiochip0:17:active-low, or off"
+        ))
+    })
 }
 
 fn parse_log_level(s: &str) -> Option<log::LevelFilter> {
@@ -627,6 +707,19 @@ impl Config {
                     "{o}: {v:?} is not a log level; use error, warn, info, debug or trace"
                 ))
             })?;
+        }
+        if let Some((v, o)) = pick(cli.led.clone(), file.led, "led", path) {
+            c.led = parse_gpio(&v, &o)?;
+        }
+        if let Some((v, o)) = pick(cli.button.clone(), file.button, "button", path) {
+            c.button = parse_gpio(&v, &o)?;
+            if let (Some(led), Some(button)) = (&c.led, &c.button) {
+                if (&led.chip, led.line) == (&button.chip, button.line) {
+                    return Err(ConfigError(format!(
+                        "{o}: {v:?} is the LED's line too; give the button a line of its own"
+                    )));
+                }
+            }
         }
         Ok(c)
     }
@@ -806,6 +899,9 @@ impl Config {
         );
         put("handshake-timeout", (self.handshake_timeout as i64).into());
         put("idle-timeout", (self.idle_timeout as i64).into());
+        let gpio = |g: &Option<GpioLine>| g.as_ref().map_or("off".into(), |g| g.to_string());
+        put("led", gpio(&self.led).into());
+        put("button", gpio(&self.button).into());
         toml::to_string(&t).unwrap_or_default()
     }
 }
@@ -884,6 +980,22 @@ mod tests {
         assert!(e.contains("--keyint"), "{e}");
         let e = from_toml("", &["--log-level", "loud"]).unwrap_err().0;
         assert!(e.contains("debug"), "{e}");
+        let e = from_toml("led = \"gpio17\"", &[]).unwrap_err().0;
+        assert!(
+            e.contains("`led` in") && e.contains("gpiochip0:17") && e.contains("off"),
+            "{e}"
+        );
+        let e = from_toml("", &["--button", "gpiochip0:27:inverted"])
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("--button:") && e.contains(":active-low"),
+            "{e}"
+        );
+        let e = from_toml("led = \"gpiochip0:17\"", &["--button", "/dev/gpiochip0:17"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("the LED's line"), "{e}");
         assert!(Cli::try_parse_from(["edgestream", "--fps", "x"]).is_err());
         assert!(Cli::try_parse_from(["edgestream", "--nope"]).is_err());
     }
@@ -954,6 +1066,10 @@ mod tests {
                 "9",
                 "--rtsp",
                 "127.0.0.1:0",
+                "--led",
+                "gpiochip0:17:active-low",
+                "--button",
+                "/dev/gpiochip1:4",
             ],
         )
         .unwrap();
@@ -1039,5 +1155,34 @@ mod tests {
             Some(Some("[::]:8554".parse().unwrap()))
         );
         assert_eq!(parse_listen("OFF"), Some(None));
+        assert_eq!(
+            parse_gpio_line("gpiochip0:17:active-low"),
+            Some(Some(GpioLine {
+                chip: "/dev/gpiochip0".into(),
+                line: 17,
+                active_low: true
+            }))
+        );
+        let g = parse_gpio_line("/dev/gpiochip4:27").unwrap().unwrap();
+        assert_eq!(
+            (g.chip.to_str(), g.line, g.active_low),
+            (Some("/dev/gpiochip4"), 27, false)
+        );
+        assert_eq!(g.to_string(), "/dev/gpiochip4:27");
+        assert_eq!(parse_gpio_line("off"), Some(None));
+        for bad in [
+            "",
+            "gpiochip0",
+            "gpiochip0:",
+            "gpiochip0:x",
+            "chip0:1",
+            "/dev/:1",
+            "gpiochip:1",
+            "gpiochip0:1:low",
+            "gpiochip0:1:active-low:x",
+            "gpiochip0:-1",
+        ] {
+            assert_eq!(parse_gpio_line(bad), None, "{bad}");
+        }
     }
 }

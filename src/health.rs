@@ -92,6 +92,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Whether the privacy pause is on: asked for, or already in effect.
+    pub fn paused(&self) -> bool {
+        self.privacy || self.source == SourceState::Paused
+    }
+
     /// Whether any push target is not publishing.
     pub fn push_down(&self) -> bool {
         self.pushes.iter().any(|(_, up, _)| !up)

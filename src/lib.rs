@@ -26,3 +26,5 @@ pub mod rtp;
 pub mod rtsp;
 pub mod source;
 pub mod stats;
+pub mod status;
+pub mod systemd;

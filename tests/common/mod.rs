@@ -27,12 +27,21 @@ impl Edgestream {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
+        Self::start_command(cmd, args, Duration::from_secs(30))
+    }
+
+    /// Starts `cmd` (edgestream, or a runner such as qemu-arm with the
+    /// binary as its first argument) with `args`, waiting up to `limit` for
+    /// the URL line.
+    pub fn start_command(mut cmd: Command, args: &[&str], limit: Duration) -> Self {
         if !args.contains(&"--rtsp") {
             cmd.args(["--rtsp", "127.0.0.1:0"]);
         }
+        if cmd.get_envs().all(|(k, _)| k != "JOURNAL_STREAM") {
+            cmd.env_remove("JOURNAL_STREAM");
+        }
         cmd.args(args)
-            .env_remove("JOURNAL_STREAM")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -48,20 +57,25 @@ impl Edgestream {
                     if std::env::var_os("EDGESTREAM_TEST_LOG").is_some() {
                         eprintln!("edgestream| {line}");
                     }
-                    if let Some(i) = line.find("rtsp://") {
-                        if line.contains("streaming") {
-                            let url: String = line[i..]
+                    let url = line
+                        .find("rtsp://")
+                        .filter(|_| line.contains("streaming"))
+                        .map(|i| {
+                            line[i..]
                                 .chars()
                                 .take_while(|c| !c.is_whitespace())
-                                .collect();
-                            let _ = tx.send(url);
-                        }
-                    }
+                                .collect::<String>()
+                        });
+                    // Logged before the URL is handed out, so a caller that
+                    // reads the log right after start() sees the banner.
                     log.lock().unwrap().push(line);
+                    if let Some(url) = url {
+                        let _ = tx.send(url);
+                    }
                 }
             });
         }
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+        let url = match rx.recv_timeout(limit) {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
