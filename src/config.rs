@@ -93,9 +93,25 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Camera pixel format: `auto` picks the best the camera offers at --size and
+    /// --fps (YU12, NV12, YUYV, UYVY, MJPG, H264 in that order); a fourcc forces one.
+    /// [default: auto]
+    #[arg(long, value_name = "auto|FOURCC")]
+    pub camera_format: Option<String>,
+
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// List the V4L2 devices (/dev/video*) with their names and stable
+    /// /dev/v4l/by-id paths, and exit.
+    #[arg(long)]
+    pub list_devices: bool,
+
+    /// List the formats, sizes and frame rates of the --source camera (of every
+    /// camera if --source is not one) and how edgestream would take each, and exit.
+    #[arg(long)]
+    pub list_formats: bool,
 }
 
 /// The config file: the same keys as the long flags.
@@ -117,6 +133,7 @@ struct FileConfig {
     session_timeout: Option<u64>,
     max_viewers: Option<usize>,
     log_level: Option<String>,
+    camera_format: Option<String>,
 }
 
 /// Where frames come from.
@@ -156,6 +173,8 @@ pub struct Config {
     pub session_timeout: u64,
     pub max_viewers: usize,
     pub log_level: log::LevelFilter,
+    /// A camera pixel format to insist on; `None` picks the best.
+    pub camera_format: Option<crate::media::PixelFormat>,
 }
 
 impl Default for Config {
@@ -177,6 +196,7 @@ impl Default for Config {
             session_timeout: 60,
             max_viewers: 32,
             log_level: log::LevelFilter::Info,
+            camera_format: None,
         }
     }
 }
@@ -458,6 +478,32 @@ impl Config {
                 ))
             })?;
         }
+        if let Some((v, o)) = pick(
+            cli.camera_format.clone(),
+            file.camera_format,
+            "camera-format",
+            path,
+        ) {
+            let usable = crate::source::v4l2::negotiate::preference();
+            c.camera_format = if v.trim().eq_ignore_ascii_case("auto") {
+                None
+            } else {
+                let want = v.trim().to_ascii_uppercase();
+                Some(
+                    usable
+                        .iter()
+                        .copied()
+                        .find(|p| p.fourcc() == want || (want == "I420" && p.fourcc() == "YU12"))
+                        .ok_or_else(|| {
+                            let names: Vec<&str> = usable.iter().map(|p| p.fourcc()).collect();
+                            ConfigError(format!(
+                                "{o}: {v:?} is not a camera format edgestream takes; use auto or one of {}",
+                                names.join(", ")
+                            ))
+                        })?,
+                )
+            };
+        }
         Ok(c)
     }
 
@@ -501,6 +547,10 @@ impl Config {
         put(
             "log-level",
             self.log_level.to_string().to_lowercase().into(),
+        );
+        put(
+            "camera-format",
+            self.camera_format.map_or("auto", |p| p.fourcc()).into(),
         );
         toml::to_string(&t).unwrap_or_default()
     }
@@ -580,6 +630,11 @@ mod tests {
         assert!(e.contains("--keyint"), "{e}");
         let e = from_toml("", &["--log-level", "loud"]).unwrap_err().0;
         assert!(e.contains("debug"), "{e}");
+        let e = from_toml("camera-format = \"RGB3\"", &[]).unwrap_err().0;
+        assert!(
+            e.contains("`camera-format` in") && e.contains("auto or one of YU12, NV12, YUYV"),
+            "{e}"
+        );
         assert!(Cli::try_parse_from(["edgestream", "--fps", "x"]).is_err());
         assert!(Cli::try_parse_from(["edgestream", "--nope"]).is_err());
     }
@@ -597,9 +652,12 @@ mod tests {
                 "9",
                 "--rtsp",
                 "127.0.0.1:0",
+                "--camera-format",
+                "yuyv",
             ],
         )
         .unwrap();
+        assert_eq!(c.camera_format, Some(crate::media::PixelFormat::Yuyv));
         let text = c.to_toml();
         let back = from_toml(&text, &[]).unwrap();
         assert_eq!(back, c, "{text}");
