@@ -325,12 +325,14 @@ impl Pipeline {
                 if !paused {
                     paused = true;
                     let closed = match &mut self.input {
-                        Input::Reopen { current, .. } => current.take().is_some(),
-                        Input::Fixed(_) => false,
+                        Input::Reopen { current, name, .. } => {
+                            current.take().map(|_| format!(", {name} closed"))
+                        }
+                        Input::Fixed(_) => None,
                     };
                     log::info!(
                         "privacy pause: capture stopped{}; viewers stay connected",
-                        if closed { ", camera closed" } else { "" }
+                        closed.unwrap_or_default()
                     );
                     health.set_source(SourceState::Paused, None);
                     reported = SourceState::Paused;
@@ -554,7 +556,7 @@ impl Pipeline {
                 }
                 continue 'capture;
             };
-            if let Input::Reopen { current, name, .. } = &mut self.input {
+            if let Input::Reopen { current, .. } = &mut self.input {
                 if e.recoverable {
                     // Close it now; reopen after the backoff.
                     *current = None;
@@ -564,7 +566,7 @@ impl Pipeline {
                     let delay = self.backoff.next_delay();
                     retry_at = Instant::now() + delay;
                     fault_since = Some(Instant::now());
-                    let detail = format!("{e}; reopening {name} in {}", secs(delay));
+                    let detail = format!("{e}, retry in {}", secs(delay));
                     log::warn!("{detail}");
                     health.set_source(SourceState::Fault, Some(detail));
                     reported = SourceState::Fault;

@@ -558,9 +558,9 @@ impl V4l2Source {
         let p = self.path.display();
         match e.raw_os_error() {
             Some(libc::ENODEV) | Some(libc::ENXIO) => {
-                SourceError::recoverable(format!("camera {p} gone ({what}: {e})"))
+                SourceError::recoverable(format!("camera {p} gone (unplugged?)"))
             }
-            _ => SourceError::recoverable(format!("camera {p}: {what} failed: {e}")),
+            _ => SourceError::recoverable(format!("camera {p}: capture error: {what}: {e}")),
         }
     }
 }
@@ -599,7 +599,11 @@ impl FrameSource for V4l2Source {
                         )));
                     }
                     if let Err(e) = self.queue.dev.poll_readable(left) {
-                        return Err(self.gone("poll", e));
+                        // POLLERR says little; DQBUF says why (ENODEV: gone).
+                        return Err(match self.queue.dev.dqbuf() {
+                            Err(real) => self.gone("VIDIOC_DQBUF", real),
+                            _ => self.gone("poll", e),
+                        });
                     }
                     continue;
                 }
