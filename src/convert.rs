@@ -180,9 +180,24 @@ fn row_pair<const Y0: usize, const U: usize, const Y1: usize, const V: usize>(
     }
 }
 
-/// Converts interleaved YCbCr 4:4:4 (3 bytes a pixel, rows `3 * width`
-/// apart, as the MJPEG decoder writes it) to I420, averaging each 2x2 block
-/// of chroma.
+/// Full range (0-255, JPEG/JFIF) to limited range (16-235 luma, 16-240
+/// chroma, what x264 is told I420 is), rounded.
+const fn range_tables() -> ([u8; 256], [u8; 256]) {
+    let mut y = [0u8; 256];
+    let mut c = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        y[i] = ((16 * 255 + i * 219 + 127) / 255) as u8;
+        c[i] = ((16 * 255 + i * 224 + 127) / 255) as u8;
+        i += 1;
+    }
+    (y, c)
+}
+const RANGE: ([u8; 256], [u8; 256]) = range_tables();
+
+/// Converts interleaved full-range YCbCr 4:4:4 (3 bytes a pixel, rows
+/// `3 * width` apart, as the MJPEG decoder writes it) to limited-range I420,
+/// averaging each 2x2 block of chroma.
 pub fn ycbcr444_to_i420(
     width: u32,
     height: u32,
@@ -200,8 +215,9 @@ pub fn ycbcr444_to_i420(
     out.resize(width, height);
     let cw = w.div_ceil(2);
     let (y, u, v) = out.planes_mut();
+    let (ly, lc) = (&RANGE.0, &RANGE.1);
     for (dst, px) in y.iter_mut().zip(src.chunks_exact(3)) {
-        *dst = px[0];
+        *dst = ly[px[0] as usize];
     }
     for cy in 0..h.div_ceil(2) {
         let r0 = 2 * cy;
@@ -211,7 +227,8 @@ pub fn ycbcr444_to_i420(
             let c1 = (2 * cx + 1).min(w - 1);
             let at = |r: usize, c: usize, k: usize| src[3 * (r * w + c) + k] as u16;
             let avg = |k| {
-                ((at(r0, c0, k) + at(r0, c1, k) + at(r1, c0, k) + at(r1, c1, k) + 2) >> 2) as u8
+                lc[((at(r0, c0, k) + at(r0, c1, k) + at(r1, c0, k) + at(r1, c1, k) + 2) >> 2)
+                    as usize]
             };
             u[cy * cw + cx] = avg(1);
             v[cy * cw + cx] = avg(2);
@@ -355,21 +372,76 @@ mod tests {
     }
 
     #[test]
-    fn ycbcr444_averages_two_by_two() {
+    fn ycbcr444_averages_two_by_two_and_limits_the_range() {
+        let (ly, lc) = (&RANGE.0, &RANGE.1);
+        assert_eq!(
+            (ly[0], ly[255], lc[0], lc[128], lc[255]),
+            (16, 235, 16, 128, 240)
+        );
         let (w, h) = (3usize, 3usize);
         let src: Vec<u8> = (0..w * h)
-            .flat_map(|i| [i as u8, 10 * i as u8, 100 + i as u8])
+            .flat_map(|i| [25 * i as u8, 10 * i as u8, 100 + i as u8])
             .collect();
         let mut out = I420Buffer::new();
         ycbcr444_to_i420(w as u32, h as u32, &src, &mut out).unwrap();
         let p = out.planar();
-        assert_eq!(p.planes[0], &[0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let want_y: Vec<u8> = (0..9).map(|i| ly[25 * i]).collect();
+        assert_eq!(p.planes[0], &want_y[..]);
         // Block (0,0): pixels 0,1,3,4 -> Cb 0,10,30,40 -> 20.
         // Block (1,0): pixels 2,2,5,5 (edge repeated) -> 20,20,50,50 -> 35.
         // Block (0,1): pixels 6,7,6,7 -> 60,70,60,70 -> 65. Block (1,1): 8 -> 80.
-        assert_eq!(p.planes[1], &[20, 35, 65, 80]);
-        assert_eq!(p.planes[2], &[102, 104, 107, 108]);
+        assert_eq!(p.planes[1], &[lc[20], lc[35], lc[65], lc[80]]);
+        assert_eq!(p.planes[2], &[lc[102], lc[104], lc[107], lc[108]]);
         assert!(ycbcr444_to_i420(4, 4, &src, &mut out).is_err());
+    }
+
+    /// A 64x48 4:2:2 JPEG (ffmpeg's testsrc) and ffmpeg's own decode of it
+    /// to I420, made with:
+    /// `ffmpeg -f lavfi -i testsrc=size=64x48 -frames:v 1 -pix_fmt yuvj422p -q:v 3 testsrc-64x48.jpg`
+    /// `ffmpeg -i testsrc-64x48.jpg -pix_fmt yuv420p -f rawvideo testsrc-64x48.i420`
+    #[cfg(feature = "mjpeg")]
+    #[test]
+    fn mjpeg_decodes_like_ffmpeg() {
+        let jpeg = include_bytes!("../tests/fixtures/testsrc-64x48.jpg");
+        let want = include_bytes!("../tests/fixtures/testsrc-64x48.i420");
+        let mut dec = MjpegDecoder::new();
+        let mut out = I420Buffer::new();
+        assert_eq!(dec.decode(jpeg, &mut out).unwrap(), (64, 48));
+        let p = out.planar();
+        let got: Vec<u8> = p.planes.concat();
+        assert_eq!(got.len(), want.len());
+        // Decoders differ by rounding (IDCT, chroma filters): compare closely,
+        // not bit for bit.
+        let (y, c) = want.split_at(64 * 48);
+        let diff = |a: &[u8], b: &[u8]| {
+            let total: u64 = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as u64).sum();
+            let max = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+            (total as f64 / a.len() as f64, max)
+        };
+        let (mean_y, max_y) = diff(&got[..64 * 48], y);
+        let (mean_c, _) = diff(&got[64 * 48..], c);
+        assert!(
+            mean_y < 1.0 && max_y <= 8,
+            "luma differs: mean {mean_y}, max {max_y}"
+        );
+        // Chroma goes 4:2:2 -> 4:4:4 (zune's upsampling) -> 4:2:0 here, and
+        // 4:2:2 -> 4:2:0 in ffmpeg: the filters differ at testsrc's hard
+        // colour edges. Swapped or unscaled chroma would be far worse.
+        let (cb, cr) = c.split_at(c.len() / 2);
+        let swapped: Vec<u8> = [cr, cb].concat();
+        let (mean_swapped, _) = diff(&got[64 * 48..], &swapped);
+        assert!(
+            mean_c < 8.0 && mean_swapped > 3.0 * mean_c,
+            "chroma differs: mean {mean_c} (swapped: {mean_swapped})"
+        );
+        // The decoder's buffers are reused for the next frame of that size.
+        let ptr = out.planar().planes[0].as_ptr();
+        dec.decode(jpeg, &mut out).unwrap();
+        assert_eq!(out.planar().planes[0].as_ptr(), ptr);
+        // Garbage is an error, not a panic.
+        assert!(dec.decode(b"\xff\xd8not a jpeg", &mut out).is_err());
+        // A truncated frame (a USB glitch) may decode partly; it must not panic.
+        let _ = dec.decode(&jpeg[..jpeg.len() / 2], &mut out);
     }
 
     #[test]

@@ -362,9 +362,8 @@ pub struct Viewed {
     pub sender_reports: usize,
     /// The longest wait between two frames.
     pub max_gap: Duration,
-    /// When each frame arrived (since PLAY was answered) and whether it was
-    /// a keyframe.
-    pub frame_times: Vec<(Duration, bool)>,
+    /// When each frame arrived and whether it was a keyframe.
+    pub frame_times: Vec<(Instant, bool)>,
 }
 
 /// Plays `url` with retina over `transport` ("tcp" or "udp") for `secs`.
@@ -392,7 +391,6 @@ pub async fn retina_view(url: &str, transport: &str, secs: f64) -> Result<Viewed
     let mut v = Viewed::default();
     let end = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
     let mut last = Instant::now();
-    let started = Instant::now();
     loop {
         let item = match tokio::time::timeout_at(end, playing.next()).await {
             Err(_) => break,
@@ -408,8 +406,7 @@ pub async fn retina_view(url: &str, transport: &str, secs: f64) -> Result<Viewed
                     v.max_gap = v.max_gap.max(last.elapsed());
                 }
                 last = Instant::now();
-                v.frame_times
-                    .push((started.elapsed(), f.is_random_access_point()));
+                v.frame_times.push((last, f.is_random_access_point()));
                 v.frames += 1;
             }
             CodecItem::Rtcp(r)
