@@ -258,7 +258,12 @@ pub fn list_devices() -> String {
 /// The text of `--list-formats` for one device.
 pub fn list_formats(path: &Path) -> Result<String, String> {
     let dev = Device::open(path).map_err(|e| open_error(path, e).message)?;
-    let info = query(&dev, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let info = query(&dev, path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOTTY) | Some(libc::EINVAL) => {
+            format!("{} is not a V4L2 device", path.display())
+        }
+        _ => format!("{}: {e}", path.display()),
+    })?;
     let formats = enumerate(&dev, None).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(format!(
         "{}: {} (driver {}, {})\n{}",
