@@ -22,6 +22,7 @@ use crate::source::Pace;
         With no arguments it streams a moving test pattern at rtsp://<host>:8554/live.\n\
         Every flag can also be set in the --config file under the same name without the dashes \
         (e.g. `rtsp-path = \"/live\"`); flags override the file.\n\n\
+        SIGUSR1 toggles the privacy pause (camera closed, viewers stay connected).\n\n\
         Exit status: 0 on a clean stop (also SIGINT/SIGTERM, --frames, end of file), \
         1 on a runtime failure, 2 on bad usage or configuration."
 )]

@@ -318,6 +318,7 @@ impl Pipeline {
         let mut force_next = false;
         let mut paused = false;
         let mut last_pts: Option<Duration> = None;
+        let mut description = String::new();
         'capture: loop {
             if self.handles.stop.load(Ordering::Relaxed) {
                 return Ok(Ended::Stopped);
@@ -361,6 +362,7 @@ impl Pipeline {
                     match open() {
                         Ok(s) => {
                             let f = s.format().clone();
+                            description.clear();
                             *current = Some(s);
                             opened_at = Instant::now();
                             force_next = true;
@@ -414,7 +416,10 @@ impl Pipeline {
                     source.request_keyframe();
                 }
             }
-            let description = source.format().description.clone();
+            // Cloned once per (re)open, not per frame.
+            if description.is_empty() {
+                description = source.format().description.clone();
+            }
             let e: SourceError = 'frame: {
                 let frame = match source.next_frame() {
                     Ok(Some(f)) => f,

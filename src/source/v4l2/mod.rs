@@ -622,7 +622,14 @@ impl FrameSource for V4l2Source {
                     self.buffers.len()
                 )));
             };
-            let data = buf.bytes(d.bytesused as usize);
+            // A few old drivers leave bytesused at 0 for raw formats, where
+            // the whole image is always there.
+            let used = match (d.bytesused, self.layout.format) {
+                (0, PixelFormat::Mjpeg | PixelFormat::H264) => 0,
+                (0, _) => buf.len(),
+                (n, _) => n as usize,
+            };
+            let data = buf.bytes(used);
             let usable = d.flags & sys::BUF_FLAG_ERROR == 0 && !data.is_empty();
             let image = if usable {
                 self.layout.image(data)
