@@ -724,8 +724,11 @@ mod tests {
 
     impl FakeCamera {
         fn yuyv(counters: &Arc<Counters>, fail_after: Option<u64>) -> Self {
+            Self::sized(counters, fail_after, 64, 48)
+        }
+
+        fn sized(counters: &Arc<Counters>, fail_after: Option<u64>, w: u32, h: u32) -> Self {
             counters.opened.fetch_add(1, Ordering::Relaxed);
-            let (w, h) = (64u32, 48u32);
             let mut buf = vec![0u8; (w * h * 2) as usize];
             fastrand::Rng::with_seed(1).fill(&mut buf);
             Self {
@@ -879,6 +882,41 @@ mod tests {
     }
 
     #[test]
+    fn a_camera_back_with_another_size_gets_a_new_encoder() {
+        let counters = Arc::new(Counters::default());
+        let (h, sub) = handles();
+        let fanout = h.fanout.clone();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let open: Opener = {
+            let counters = counters.clone();
+            let attempts = attempts.clone();
+            Box::new(move || {
+                let (w, h) = if attempts.fetch_add(1, Ordering::Relaxed) == 0 {
+                    (64, 48)
+                } else {
+                    (32, 24)
+                };
+                Ok(Box::new(FakeCamera::sized(&counters, Some(5), w, h)) as Box<dyn FrameSource>)
+            })
+        };
+        let mut p =
+            Pipeline::reopening(open, None, "camera /dev/fake", &opts(), h, Some(8)).unwrap();
+        p.set_backoff(Duration::from_millis(1), Duration::from_millis(2));
+        assert_eq!(p.run().unwrap(), Ended::FrameLimit);
+        let frames = drain(&sub);
+        assert_eq!(frames.len(), 8);
+        assert!(frames[5].keyframe);
+        let info = fanout.stream_info().unwrap();
+        assert_eq!((info.width, info.height), (32, 24), "stream info follows");
+        assert_eq!(
+            frames[5].parameter_sets().unwrap(),
+            info.params,
+            "new SPS/PPS announced"
+        );
+        assert_ne!(frames[0].parameter_sets().unwrap(), info.params);
+    }
+
+    #[test]
     fn a_fatal_error_ends_the_run_with_the_message() {
         let (h, _sub) = handles();
         let health = h.health.clone();
@@ -962,7 +1000,8 @@ mod tests {
         let mut cam = FakeCamera::yuyv(&counters, None);
         cam.format.pixel_format = PixelFormat::H264;
         cam.compressed = aus.clone();
-        // Start mid-GOP: frames before an IDR cannot be decoded.
+        // The camera is mid-GOP; the viewer waiting for a keyframe makes the
+        // pipeline ask the camera for one, and nothing before it goes out.
         cam.next_compressed = 3;
         let open: Opener = Box::new(|| Err(SourceError::fatal("not reopened in this test")));
         let p = Pipeline::reopening(

@@ -179,6 +179,9 @@ fn enumerate(dev: &Device, at: Option<(u32, u32)>) -> io::Result<Vec<CameraForma
                 break;
             }
         }
+        if sizes.is_empty() {
+            sizes.push(FrameSize::Unlisted);
+        }
         formats.push(CameraFormat {
             fourcc: fourcc_text(code),
             description: c_text(&d.description),
@@ -287,7 +290,10 @@ pub fn list_formats_for(source: &crate::config::SourceSpec) -> Result<String, St
             .and_then(|d| query(&d, &node))
             .is_ok_and(|i| i.capture);
         if capture {
-            out.push_str(&list_formats(&node)?);
+            match list_formats(&node) {
+                Ok(text) => out.push_str(&text),
+                Err(e) => out.push_str(&format!("{e}\n")),
+            }
         }
     }
     if out.is_empty() {

@@ -44,6 +44,9 @@ pub enum FrameSize {
         step: (u32, u32),
         intervals: Intervals,
     },
+    /// The driver does not list sizes: the size is asked for and checked
+    /// against what the driver sets.
+    Unlisted,
 }
 
 /// One pixel format a camera offers.
@@ -183,6 +186,7 @@ fn size_fits(size: &FrameSize, w: u32, h: u32) -> Option<&Intervals> {
                 && on_step(h, min.1, step.1))
             .then_some(intervals)
         }
+        FrameSize::Unlisted => Some(&Intervals::Unknown),
     }
 }
 
@@ -301,6 +305,7 @@ pub fn describe(formats: &[CameraFormat]) -> String {
                     step.1,
                     describe_intervals(intervals)
                 ),
+                FrameSize::Unlisted => "sizes and rates not listed by the driver".into(),
             };
             out.push_str(&format!("      {line}\n"));
         }
@@ -450,6 +455,19 @@ mod tests {
         assert!(negotiate(&pi, req(1281, 720, 30)).is_err(), "off the step");
         assert!(negotiate(&pi, req(4096, 720, 30)).is_err(), "too wide");
         assert!(negotiate(&pi, req(640, 480, 120)).is_err(), "too fast");
+        // A driver that lists no sizes: ask, and let S_FMT say.
+        let unlisted = vec![CameraFormat {
+            fourcc: "YUYV".into(),
+            description: String::new(),
+            sizes: vec![FrameSize::Unlisted],
+        }];
+        assert_eq!(
+            negotiate(&unlisted, req(800, 600, 20))
+                .unwrap()
+                .pixel_format,
+            PixelFormat::Yuyv
+        );
+        assert!(describe(&unlisted).contains("not listed by the driver"));
         // A driver that does not list intervals: take the size, set the rate.
         let unknown = vec![CameraFormat {
             fourcc: "NV12".into(),

@@ -550,11 +550,12 @@ impl Device {
     }
 }
 
-/// Turns the EINVAL that ends a V4L2 enumeration into `None`.
+/// Turns the EINVAL that ends a V4L2 enumeration into `None`, and ENOTTY
+/// too (a driver that does not implement the enumeration lists nothing).
 fn end_of_list<T>(r: io::Result<T>) -> io::Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOTTY)) => Ok(None),
         Err(e) => Err(e),
     }
 }
