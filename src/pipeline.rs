@@ -968,9 +968,8 @@ mod tests {
         assert!(before >= 5);
     }
 
-    #[test]
-    fn camera_h264_passes_through_with_its_parameter_sets() {
-        // A camera's H.264: one IDR (with SPS/PPS) then P frames.
+    /// A camera's H.264: one IDR (with SPS/PPS) then P frames.
+    fn camera_h264() -> (Vec<Vec<u8>>, ParameterSets) {
         let mut enc = Encoder::open(EncoderSettings {
             width: 64,
             height: 48,
@@ -994,6 +993,12 @@ mod tests {
                     .to_vec()
             })
             .collect();
+        (aus, enc.parameter_sets().clone())
+    }
+
+    #[test]
+    fn camera_h264_passes_through_with_its_parameter_sets() {
+        let (aus, params) = camera_h264();
         let counters = Arc::new(Counters::default());
         let (h, sub) = handles();
         let fanout = h.fanout.clone();
@@ -1024,7 +1029,46 @@ mod tests {
             assert_eq!(f.annex_b(), &aus[i % aus.len()][..], "frame {i}");
         }
         let info = fanout.stream_info().unwrap();
-        assert_eq!(&info.params, enc.parameter_sets());
+        assert_eq!(info.params, params);
         assert_eq!((info.width, info.height), (64, 48));
+    }
+
+    #[test]
+    fn camera_h264_frames_before_the_first_idr_are_dropped() {
+        let (aus, _) = camera_h264();
+        let counters = Arc::new(Counters::default());
+        // No sink has asked for a keyframe.
+        let fanout = Fanout::new(Arc::new(KeyframeRequest::default()));
+        let h = Handles {
+            fanout: fanout.clone(),
+            stats: Arc::new(PipelineStats::default()),
+            health: Health::new(),
+            stop: Arc::default(),
+        };
+        let mut cam = FakeCamera::yuyv(&counters, None);
+        cam.format.pixel_format = PixelFormat::H264;
+        cam.compressed = aus.clone();
+        cam.next_compressed = 3;
+        let open: Opener = Box::new(|| Err(SourceError::fatal("not reopened in this test")));
+        let p = Pipeline::reopening(
+            open,
+            Some(Box::new(cam)),
+            "camera /dev/fake",
+            &opts(),
+            h,
+            Some(4),
+        )
+        .unwrap();
+        let sub = fanout.subscribe(100);
+        // The subscription asked for a keyframe: clear that, to see the
+        // pipeline ask by itself when the stream starts mid-GOP.
+        fanout.keyframe_request().take();
+        assert_eq!(p.run().unwrap(), Ended::FrameLimit);
+        let frames = drain(&sub);
+        assert!(frames[0].keyframe);
+        assert_eq!(frames[0].annex_b(), &aus[0][..]);
+        assert_eq!(counters.keyframe_requests.load(Ordering::Relaxed), 1);
+        // One P frame was captured and dropped before the IDR.
+        assert_eq!(counters.released.load(Ordering::Relaxed), 5);
     }
 }
