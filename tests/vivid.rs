@@ -288,6 +288,11 @@ fn vivid_nv12_640x360() {
 }
 
 #[test]
+fn vivid_uyvy_640x360() {
+    capture("UYVY", 640, 360);
+}
+
+#[test]
 fn vivid_yu12_640x480() {
     capture("YU12", 640, 480);
 }
@@ -332,6 +337,27 @@ fn vivid_camera_recovers_and_pauses_while_the_viewer_stays() {
             "10",
         ],
     );
+    // The listing flags and a size/rate the camera lacks, against the real
+    // driver (enumeration works while another descriptor streams).
+    let listed = vm.guest(
+        "/payload/edgestream --list-devices; /payload/edgestream --source /dev/video0 --list-formats; \
+         /payload/edgestream --source /dev/video0 --size 640x480 --fps 30 --rtsp off",
+    );
+    for needle in [
+        "/dev/video0: vivid (driver vivid, platform:vivid-000): video capture",
+        "YUYV (YUYV 4:2:2): converted to I420",
+        "YU12 (Planar YUV 4:2:0): zero-copy into x264",
+        "NV12 (Y/UV 4:2:0): zero-copy into x264",
+        "RGB3 (24-bit RGB 8-8-8): not usable by edgestream",
+        "640x480: 25, 15, 12.5, 10, 5, 4, 2, 1 fps",
+        "the camera cannot deliver 640x480 at 30 fps in a format edgestream takes",
+        "rc=1",
+    ] {
+        assert!(
+            listed.contains(needle),
+            "{needle:?} missing from:\n{listed}"
+        );
+    }
     let url = vm.url();
     const VIEW_SECS: f64 = 56.0;
     let t0 = Instant::now();

@@ -253,6 +253,9 @@ fn fmt_fps(interval: Fraction) -> String {
         format!("{}", fps.round() as u64)
     } else {
         format!("{fps:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     }
 }
 
@@ -503,6 +506,23 @@ mod tests {
         );
         assert!(text.contains("640x480: 30, 15 fps"), "{text}");
         assert!(text.contains("1280x720: 10 fps"), "{text}");
+        let odd = vec![CameraFormat {
+            fourcc: "NV12".into(),
+            description: "Y/UV 4:2:0".into(),
+            sizes: vec![FrameSize::Discrete {
+                width: 640,
+                height: 480,
+                intervals: Intervals::Discrete(vec![
+                    Fraction::new(2, 25),
+                    Fraction::new(1001, 30000),
+                ]),
+            }],
+        }];
+        assert!(
+            describe(&odd).contains("640x480: 29.97, 12.5 fps"),
+            "{}",
+            describe(&odd)
+        );
         assert!(
             text.contains("RGB3 (RGB3 desc): not usable by edgestream"),
             "{text}"
