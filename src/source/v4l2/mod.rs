@@ -14,7 +14,7 @@
 //! needed are small enough to own ([`sys`]), with drops that cannot panic.
 
 pub mod negotiate;
-pub mod sys;
+mod sys;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -34,13 +34,9 @@ pub const CAP_STREAMING: u32 = 0x0400_0000;
 pub const CAP_DEVICE_CAPS: u32 = 0x8000_0000;
 pub const CAP_TIMEPERFRAME: u32 = 0x1000;
 
-pub const FMT_FLAG_COMPRESSED: u32 = 0x0001;
-pub const FMT_FLAG_EMULATED: u32 = 0x0002;
-
 pub const FRMSIZE_TYPE_DISCRETE: u32 = 1;
 pub const FRMSIZE_TYPE_CONTINUOUS: u32 = 2;
 pub const FRMIVAL_TYPE_DISCRETE: u32 = 1;
-pub const FRMIVAL_TYPE_CONTINUOUS: u32 = 2;
 
 pub const BUF_FLAG_ERROR: u32 = 0x0040;
 pub const BUF_FLAG_TIMESTAMP_MASK: u32 = 0xe000;
@@ -265,7 +261,6 @@ const fn iowr<T>(nr: c_ulong) -> c_ulong {
 
 const VIDIOC_QUERYCAP: c_ulong = ioc(IOC_READ, 0, std::mem::size_of::<Capability>());
 const VIDIOC_ENUM_FMT: c_ulong = iowr::<FmtDesc>(2);
-const VIDIOC_G_FMT: c_ulong = iowr::<Format>(4);
 const VIDIOC_S_FMT: c_ulong = iowr::<Format>(5);
 const VIDIOC_REQBUFS: c_ulong = iowr::<RequestBuffers>(8);
 const VIDIOC_QUERYBUF: c_ulong = iowr::<Buffer>(9);
@@ -280,7 +275,7 @@ const VIDIOC_ENUM_FRAMESIZES: c_ulong = iowr::<FrmSizeEnum>(74);
 const VIDIOC_ENUM_FRAMEINTERVALS: c_ulong = iowr::<FrmIvalEnum>(75);
 
 /// All-zero values of the plain-data structures above.
-pub trait Zeroed: Sized + Copy {
+trait Zeroed: Sized + Copy {
     fn zeroed() -> Self {
         // SAFETY: implemented only for the repr(C) structures of this file,
         // which hold integers, arrays, raw pointers and unions of those, for
@@ -393,14 +388,6 @@ impl Device {
         f.fmt.pix = pix;
         ioctl(self.raw(), VIDIOC_S_FMT, &mut f)?;
         // SAFETY: for a capture buffer type the kernel fills the `pix` member.
-        Ok(unsafe { f.fmt.pix })
-    }
-
-    pub fn g_fmt(&self) -> io::Result<PixFormat> {
-        let mut f = Format::zeroed();
-        f.type_ = BUF_TYPE_VIDEO_CAPTURE;
-        ioctl(self.raw(), VIDIOC_G_FMT, &mut f)?;
-        // SAFETY: as in s_fmt.
         Ok(unsafe { f.fmt.pix })
     }
 
@@ -584,10 +571,6 @@ unsafe impl Send for Mapping {}
 impl Mapping {
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The first `n` bytes (at most the whole buffer).
