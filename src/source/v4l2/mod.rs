@@ -27,8 +27,15 @@ use crate::clock;
 use crate::media::{Fraction, Frame, Image, PixelFormat, Planar, Release, ReleaseBuffer};
 
 /// No frame for this long means the camera stalled: the source reports a
-/// recoverable error and the pipeline reopens it.
+/// recoverable error and the pipeline reopens it. (At 1 fps, three frame
+/// intervals: see [`stall_timeout`].)
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long to wait for a frame at `fps`: 2 s, or three frame intervals
+/// for rates below 1.5 fps, so a slow camera is not taken for a stalled one.
+pub fn stall_timeout(fps: Fraction) -> Duration {
+    STALL_TIMEOUT.max(fps.frame_duration() * 3)
+}
 
 /// Capture buffers asked for: enough to ride out an encode that takes a
 /// little longer than a frame interval, few enough to keep latency and
@@ -522,7 +529,7 @@ impl V4l2Source {
             },
             buffers: Vec::with_capacity(count as usize),
             layout,
-            stall_timeout: STALL_TIMEOUT,
+            stall_timeout: stall_timeout(fps),
             skipped: 0,
             keyframe_control: choice.pixel_format == PixelFormat::H264,
         };
@@ -558,11 +565,6 @@ impl V4l2Source {
             source.buffers.first().map_or(0, |m| m.len()),
         );
         Ok(source)
-    }
-
-    /// Changes how long a silent camera is waited for (tests).
-    pub fn set_stall_timeout(&mut self, t: Duration) {
-        self.stall_timeout = t;
     }
 
     fn gone(&self, what: &str, e: io::Error) -> SourceError {
@@ -724,6 +726,12 @@ mod tests {
             l.image(&[0xff, 0xd8]),
             Some(Image::Compressed { data, .. }) if data.len() == 2
         ));
+    }
+
+    #[test]
+    fn slow_cameras_get_three_frame_intervals() {
+        assert_eq!(stall_timeout(Fraction::new(30, 1)), STALL_TIMEOUT);
+        assert_eq!(stall_timeout(Fraction::new(1, 1)), Duration::from_secs(3));
     }
 
     #[test]
