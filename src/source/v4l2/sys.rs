@@ -241,9 +241,12 @@ const _: () = {
         assert!(size_of::<Format>() == 208);
         assert!(size_of::<Buffer>() == 88);
     }
+    // Checked with `cargo check --target armv7-unknown-linux-gnueabihf` (the
+    // libc crate's 32-bit time_t, the kernel's time32 ABI).
     #[cfg(target_pointer_width = "32")]
     {
         assert!(size_of::<Format>() == 204);
+        assert!(size_of::<Buffer>() == 68);
     }
 };
 
