@@ -168,6 +168,15 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     let server_stats = server.as_ref().map(|s| s.stats());
 
+    // Before the banner: whoever reads it may signal at once (a test, a
+    // supervisor), and an unhandled SIGTERM or SIGUSR1 would kill the process.
+    let mut signals = async_signal::Signals::new([
+        async_signal::Signal::Int,
+        async_signal::Signal::Term,
+        async_signal::Signal::Usr1,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
     let what = format!(
         "{} {}x{} at {} fps",
         fmt.description, fmt.width, fmt.height, fmt.fps
@@ -209,12 +218,6 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let result = smol::block_on(async {
         let _server_task = server.map(|s| smol::spawn(s.run()));
-        let mut signals = async_signal::Signals::new([
-            async_signal::Signal::Int,
-            async_signal::Signal::Term,
-            async_signal::Signal::Usr1,
-        ])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let stats_task = {
             let fanout = fanout.clone();
             let stats = stats.clone();

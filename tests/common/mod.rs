@@ -48,6 +48,9 @@ impl Edgestream {
                     if std::env::var_os("EDGESTREAM_TEST_LOG").is_some() {
                         eprintln!("edgestream| {line}");
                     }
+                    // Logged before the URL is announced: a test that reads
+                    // the log once start() returns must find the banner.
+                    log.lock().unwrap().push(line.clone());
                     if let Some(i) = line.find("rtsp://") {
                         if line.contains("streaming") {
                             let url: String = line[i..]
@@ -57,7 +60,6 @@ impl Edgestream {
                             let _ = tx.send(url);
                         }
                     }
-                    log.lock().unwrap().push(line);
                 }
             });
         }
