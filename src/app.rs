@@ -13,14 +13,16 @@ use crate::config::{Config, GpioLine, SourceSpec};
 use crate::fanout::{Fanout, KeyframeRequest};
 use crate::health::{Health, SourceState};
 use crate::media::Fraction;
-use crate::pipeline::{EncodeOptions, Ended, Handles, Pipeline};
+use crate::pipeline::{EncodeOptions, Ended, Handles, Opener, Pipeline};
 use crate::rtsp::auth::Authenticator;
 use crate::rtsp::limits::LimitSettings;
 use crate::rtsp::parse::Limits;
 use crate::rtsp::{RtspServer, ServerOptions};
-use crate::source::FrameSource;
 use crate::source::testsrc::TestPattern;
+use crate::source::v4l2::V4l2Source;
+use crate::source::v4l2::negotiate::Request;
 use crate::source::y4m::Y4mFile;
+use crate::source::{FrameSource, SourceFormat};
 use crate::stats::{PipelineStats, StatsLine};
 use crate::status::{PrivacyButton, StatusLed};
 use crate::systemd::Notifier;
@@ -38,11 +40,21 @@ pub fn open_source(config: &Config) -> Result<Box<dyn FrameSource>, String> {
         SourceSpec::Y4m(path) => Y4mFile::open(path, config.pace)
             .map(|s| Box::new(s) as Box<dyn FrameSource>)
             .map_err(|e| e.to_string()),
-        SourceSpec::Device(path) => Err(format!(
-            "{}: V4L2 capture is not available in this build",
-            path.display()
-        )),
+        SourceSpec::Device(path) => camera_opener(config, path)().map_err(|e| e.message),
     }
+}
+
+/// Opens the camera `path` for the configured size and frame rate; called
+/// again by the pipeline after every failure.
+pub fn camera_opener(config: &Config, path: &std::path::Path) -> Opener {
+    let req = Request {
+        width: config.width,
+        height: config.height,
+        fps: config.fps,
+        format: config.camera_format,
+    };
+    let path = path.to_path_buf();
+    Box::new(move || V4l2Source::open(&path, req).map(|s| Box::new(s) as Box<dyn FrameSource>))
 }
 
 /// The URLs a viewer can open for a server bound to `addr`.
@@ -163,15 +175,43 @@ enum End {
 
 /// Runs everything. Returns when stopped; the error is a runtime failure.
 pub fn run(config: Config) -> Result<(), String> {
-    // First of all, so a signal during startup still stops cleanly.
-    let mut signals =
-        async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
-            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // First of all, so a signal during startup still stops cleanly (an
+    // unhandled SIGTERM or SIGUSR1 would kill the process).
+    let mut signals = async_signal::Signals::new([
+        async_signal::Signal::Int,
+        async_signal::Signal::Term,
+        async_signal::Signal::Usr1,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     if config.rtsp.is_some() {
         raise_fd_limit(config.max_connections as u64 + 64);
     }
-    let source = open_source(&config)?;
-    let fmt = source.format().clone();
+    // A camera that is not there (yet) is not fatal: the pipeline keeps
+    // trying. Other sources must open now.
+    let (source, camera) = match &config.source {
+        SourceSpec::Device(path) => {
+            let mut open = camera_opener(&config, path);
+            match open() {
+                Ok(s) => (Some(s), Some((open, path.clone()))),
+                Err(e) if e.recoverable => {
+                    log::warn!("{e}; waiting for it");
+                    (None, Some((open, path.clone())))
+                }
+                Err(e) => return Err(e.message),
+            }
+        }
+        _ => (Some(open_source(&config)?), None),
+    };
+    let fmt = match &source {
+        Some(s) => s.format().clone(),
+        None => SourceFormat {
+            width: config.width,
+            height: config.height,
+            fps: Fraction::new(config.fps, 1),
+            pixel_format: crate::media::PixelFormat::I420,
+            description: format!("camera {} (not there yet)", config.source),
+        },
+    };
     if !matches!(config.source, SourceSpec::TestPattern)
         && (fmt.width, fmt.height, fmt.fps)
             != (config.width, config.height, Fraction::new(config.fps, 1))
@@ -198,21 +238,29 @@ pub fn run(config: Config) -> Result<(), String> {
     let notifier = Arc::new(Notifier::from_env());
     // Shows "starting" from here on; the LED goes dark when this is dropped.
     let _status = StatusThread::start(&config, health.clone());
-    let pipeline = Pipeline::new(
-        source,
-        &EncodeOptions {
-            bitrate_kbps: config.bitrate,
-            keyint_seconds: config.keyint,
-            threads: config.threads,
-        },
-        Handles {
-            fanout: fanout.clone(),
-            stats: stats.clone(),
-            health: health.clone(),
-            stop: stop.clone(),
-        },
-        config.frames,
-    )?;
+    let opts = EncodeOptions {
+        bitrate_kbps: config.bitrate,
+        keyint_seconds: config.keyint,
+        threads: config.threads,
+    };
+    let handles = Handles {
+        fanout: fanout.clone(),
+        stats: stats.clone(),
+        health: health.clone(),
+        stop: stop.clone(),
+    };
+    let pipeline = match (camera, source) {
+        (Some((open, path)), first) => Pipeline::reopening(
+            open,
+            first,
+            format!("camera {}", path.display()),
+            &opts,
+            handles,
+            config.frames,
+        )?,
+        (None, Some(source)) => Pipeline::new(source, &opts, handles, config.frames)?,
+        (None, None) => return Err("no source".into()),
+    };
 
     let server = match config.rtsp {
         Some(listen) => {
@@ -326,9 +374,16 @@ pub fn run(config: Config) -> Result<(), String> {
         };
         let end = smol::future::or(
             async {
-                match signals.next().await {
-                    Some(Ok(sig)) => End::Signal(sig as i32),
-                    _ => std::future::pending().await,
+                loop {
+                    match signals.next().await {
+                        // SIGUSR1 flips the privacy pause (like the button).
+                        Some(Ok(async_signal::Signal::Usr1)) => {
+                            let on = health.toggle_privacy();
+                            log::info!("SIGUSR1: privacy pause {}", if on { "on" } else { "off" });
+                        }
+                        Some(Ok(sig)) => break End::Signal(sig as i32),
+                        _ => std::future::pending().await,
+                    }
                 }
             },
             async {

@@ -54,6 +54,7 @@ pub fn load_users_file(path: &Path) -> Result<Vec<User>, String> {
         With no arguments it streams a moving test pattern at rtsp://<host>:8554/live.\n\
         Every flag can also be set in the --config file under the same name without the dashes \
         (e.g. `rtsp-path = \"/live\"`); flags override the file.\n\n\
+        SIGUSR1 toggles the privacy pause (camera closed, viewers stay connected).\n\n\
         Exit status: 0 on a clean stop (also SIGINT/SIGTERM, --frames, end of file), \
         1 on a runtime failure, 2 on bad usage or configuration."
 )]
@@ -178,10 +179,25 @@ pub struct Cli {
     /// pin low. [default: off]
     #[arg(long, value_name = "CHIP:LINE[:active-low]|off")]
     pub button: Option<String>,
+    /// Camera pixel format: `auto` picks the best the camera offers at --size and
+    /// --fps (YU12, NV12, YUYV, UYVY, MJPG, H264 in that order); a fourcc forces one.
+    /// [default: auto]
+    #[arg(long, value_name = "auto|FOURCC")]
+    pub camera_format: Option<String>,
 
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// List the V4L2 devices (/dev/video*) with their names and stable
+    /// /dev/v4l/by-id paths, and exit.
+    #[arg(long)]
+    pub list_devices: bool,
+
+    /// List the formats, sizes and frame rates of the --source camera (of every
+    /// camera if --source is not one) and how edgestream would take each, and exit.
+    #[arg(long)]
+    pub list_formats: bool,
 }
 
 /// The config file: the same keys as the long flags.
@@ -214,6 +230,7 @@ struct FileConfig {
     idle_timeout: Option<u64>,
     led: Option<String>,
     button: Option<String>,
+    camera_format: Option<String>,
 }
 
 /// The file's `push` key: a URL, a list of URLs, or `[[push]]` tables with
@@ -349,6 +366,8 @@ pub struct Config {
     pub led: Option<GpioLine>,
     /// The privacy button, if any.
     pub button: Option<GpioLine>,
+    /// A camera pixel format to insist on; `None` picks the best.
+    pub camera_format: Option<crate::media::PixelFormat>,
 }
 
 /// A GPIO line on a Linux GPIO character device (`/dev/gpiochipN`).
@@ -434,6 +453,7 @@ impl Default for Config {
             idle_timeout: 30,
             led: None,
             button: None,
+            camera_format: None,
         }
     }
 }
@@ -721,6 +741,32 @@ impl Config {
                 }
             }
         }
+        if let Some((v, o)) = pick(
+            cli.camera_format.clone(),
+            file.camera_format,
+            "camera-format",
+            path,
+        ) {
+            let usable = crate::source::v4l2::negotiate::preference();
+            c.camera_format = if v.trim().eq_ignore_ascii_case("auto") {
+                None
+            } else {
+                let want = v.trim().to_ascii_uppercase();
+                Some(
+                    usable
+                        .iter()
+                        .copied()
+                        .find(|p| p.fourcc() == want || (want == "I420" && p.fourcc() == "YU12"))
+                        .ok_or_else(|| {
+                            let names: Vec<&str> = usable.iter().map(|p| p.fourcc()).collect();
+                            ConfigError(format!(
+                                "{o}: {v:?} is not a camera format edgestream takes; use auto or one of {}",
+                                names.join(", ")
+                            ))
+                        })?,
+                )
+            };
+        }
         Ok(c)
     }
 
@@ -902,6 +948,10 @@ impl Config {
         let gpio = |g: &Option<GpioLine>| g.as_ref().map_or("off".into(), |g| g.to_string());
         put("led", gpio(&self.led).into());
         put("button", gpio(&self.button).into());
+        put(
+            "camera-format",
+            self.camera_format.map_or("auto", |p| p.fourcc()).into(),
+        );
         toml::to_string(&t).unwrap_or_default()
     }
 }
@@ -996,6 +1046,11 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("the LED's line"), "{e}");
+        let e = from_toml("camera-format = \"RGB3\"", &[]).unwrap_err().0;
+        assert!(
+            e.contains("`camera-format` in") && e.contains("auto or one of YU12, NV12, YUYV"),
+            "{e}"
+        );
         assert!(Cli::try_parse_from(["edgestream", "--fps", "x"]).is_err());
         assert!(Cli::try_parse_from(["edgestream", "--nope"]).is_err());
     }
@@ -1070,9 +1125,12 @@ mod tests {
                 "gpiochip0:17:active-low",
                 "--button",
                 "/dev/gpiochip1:4",
+                "--camera-format",
+                "yuyv",
             ],
         )
         .unwrap();
+        assert_eq!(c.camera_format, Some(crate::media::PixelFormat::Yuyv));
         let text = c.to_toml();
         let back = from_toml(&text, &[]).unwrap();
         assert_eq!(back, c, "{text}");

@@ -20,6 +20,22 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
+    if cli.list_devices {
+        print!("{}", edgestream::source::v4l2::list_devices());
+        return ExitCode::SUCCESS;
+    }
+    if cli.list_formats {
+        return match edgestream::source::v4l2::list_formats_for(&config.source) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edgestream: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     edgestream::logging::init(config.log_level);
     match edgestream::app::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -162,6 +162,58 @@ pub struct Frame<'a> {
     /// Capture time on CLOCK_MONOTONIC.
     pub pts: Duration,
     pub image: Image<'a>,
+    /// Gives the buffer back to its owner (a capture buffer back to the
+    /// driver) when the frame is dropped.
+    pub release: Release<'a>,
+}
+
+impl<'a> Frame<'a> {
+    /// A frame whose buffer needs no giving back (a reused buffer).
+    pub fn new(pts: Duration, image: Image<'a>) -> Self {
+        Self {
+            pts,
+            image,
+            release: Release::none(),
+        }
+    }
+}
+
+/// Something that takes a borrowed buffer back, e.g. a V4L2 queue that
+/// requeues the capture buffer a frame was read from.
+pub trait ReleaseBuffer {
+    /// Called once, when the frame is dropped. Must not panic.
+    fn release(&mut self);
+}
+
+/// The drop hook of a [`Frame`]: calls [`ReleaseBuffer::release`] once.
+pub struct Release<'a>(Option<&'a mut dyn ReleaseBuffer>);
+
+impl<'a> Release<'a> {
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn new(owner: &'a mut dyn ReleaseBuffer) -> Self {
+        Self(Some(owner))
+    }
+}
+
+impl fmt::Debug for Release<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Release(pending)"
+        } else {
+            "Release(none)"
+        })
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Some(owner) = self.0.take() {
+            owner.release();
+        }
+    }
 }
 
 /// The most NAL units one encoded frame may carry. x264 emits SPS, PPS, SEI

@@ -375,11 +375,12 @@ impl Encoder {
         let h = img.height as usize;
         let ch = h.div_ceil(2);
         let (w, cw) = (img.width as usize, img.width.div_ceil(2) as usize);
-        let need = match img.format {
-            PixelFormat::I420 => [(w, h), (cw, ch), (cw, ch)].to_vec(),
-            _ => [(w, h), (2 * cw, ch)].to_vec(),
+        // Arrays, not Vecs: this runs for every frame.
+        let (need, planes) = match img.format {
+            PixelFormat::I420 => ([(w, h), (cw, ch), (cw, ch)], 3),
+            _ => ([(w, h), (2 * cw, ch), (0, 0)], 2),
         };
-        for (i, (row, rows)) in need.into_iter().enumerate() {
+        for (i, &(row, rows)) in need[..planes].iter().enumerate() {
             let stride = img.strides[i];
             if stride < row || img.planes[i].len() < stride * (rows - 1) + row {
                 return Err(EncodeError::Input(format!(

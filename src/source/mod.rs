@@ -11,6 +11,7 @@ use crate::clock;
 use crate::media::{Fraction, Frame, PixelFormat};
 
 pub mod testsrc;
+pub mod v4l2;
 pub mod y4m;
 
 /// How a generated or file source is paced.

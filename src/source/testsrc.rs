@@ -199,10 +199,7 @@ impl FrameSource for TestPattern {
             &self.buf,
         )
         .map_err(SourceError::fatal)?;
-        Ok(Some(Frame {
-            pts,
-            image: Image::Planar(planar),
-        }))
+        Ok(Some(Frame::new(pts, Image::Planar(planar))))
     }
 }
 

@@ -160,10 +160,7 @@ impl FrameSource for Y4mFile {
             &self.buf,
         )
         .map_err(SourceError::fatal)?;
-        Ok(Some(Frame {
-            pts,
-            image: Image::Planar(planar),
-        }))
+        Ok(Some(Frame::new(pts, Image::Planar(planar))))
     }
 }
 

@@ -386,6 +386,8 @@ pub struct Viewed {
     pub sender_reports: usize,
     /// The longest wait between two frames.
     pub max_gap: Duration,
+    /// When each frame arrived and whether it was a keyframe.
+    pub frame_times: Vec<(Instant, bool)>,
 }
 
 /// Plays `url` with retina over `transport` ("tcp" or "udp") for `secs`.
@@ -442,6 +444,7 @@ pub async fn retina_view_as(
                     v.max_gap = v.max_gap.max(last.elapsed());
                 }
                 last = Instant::now();
+                v.frame_times.push((last, f.is_random_access_point()));
                 v.frames += 1;
             }
             CodecItem::Rtcp(r)

@@ -1,0 +1,456 @@
+//! Pixel format conversion for camera formats x264 cannot take directly:
+//! packed 4:2:2 (`YUYV`, `UYVY`) and interleaved YCbCr 4:4:4 (what the MJPEG
+//! decoder gives) to I420, in one pass over the input into a reused buffer.
+//!
+//! Chroma is subsampled vertically by averaging each pair of rows (rounding
+//! up, like libyuv); an odd last row keeps its own chroma.
+
+use crate::media::{PixelFormat, Planar};
+
+/// A reused I420 picture: planes contiguous, luma stride = width, chroma
+/// stride = width / 2 (rounded up). It grows only when the size changes.
+#[derive(Debug, Default, Clone)]
+pub struct I420Buffer {
+    width: u32,
+    height: u32,
+    data: Vec<u8>,
+}
+
+impl I420Buffer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sizes the buffer for `width` x `height` (no allocation if unchanged).
+    pub fn resize(&mut self, width: u32, height: u32) {
+        let (w, h) = (width as usize, height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let len = w * h + 2 * cw * ch;
+        if self.data.len() != len {
+            self.data.resize(len, 0);
+        }
+        self.width = width;
+        self.height = height;
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The three planes, mutable: (Y, U, V).
+    pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let c = w.div_ceil(2) * h.div_ceil(2);
+        let (y, rest) = self.data.split_at_mut(w * h);
+        let (u, v) = rest.split_at_mut(c);
+        (y, u, v)
+    }
+
+    /// The picture, for the encoder.
+    pub fn planar(&self) -> Planar<'_> {
+        let w = self.width as usize;
+        let h = self.height as usize;
+        let c = w.div_ceil(2) * h.div_ceil(2);
+        let (y, rest) = self.data.split_at(w * h);
+        let (u, v) = rest.split_at(c);
+        Planar {
+            format: PixelFormat::I420,
+            width: self.width,
+            height: self.height,
+            planes: [y, u, v],
+            strides: [w, w.div_ceil(2), w.div_ceil(2)],
+        }
+    }
+}
+
+/// Byte positions of Y0, U, Y1, V in one 4-byte macropixel.
+#[derive(Clone, Copy)]
+struct Order {
+    y0: usize,
+    u: usize,
+    y1: usize,
+    v: usize,
+}
+
+const YUYV: Order = Order {
+    y0: 0,
+    u: 1,
+    y1: 2,
+    v: 3,
+};
+const UYVY: Order = Order {
+    u: 0,
+    y0: 1,
+    v: 2,
+    y1: 3,
+};
+
+/// Converts a packed 4:2:2 picture (`Yuyv` or `Uyvy`, rows `stride` bytes
+/// apart) into `out`, which is resized to fit.
+pub fn packed_to_i420(
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    stride: usize,
+    src: &[u8],
+    out: &mut I420Buffer,
+) -> Result<(), String> {
+    let order = match format {
+        PixelFormat::Yuyv => YUYV,
+        PixelFormat::Uyvy => UYVY,
+        other => return Err(format!("{other} is not a packed 4:2:2 format")),
+    };
+    if width % 2 != 0 || width == 0 || height == 0 {
+        return Err(format!(
+            "{format} {width}x{height}: the width must be even and not 0"
+        ));
+    }
+    let (w, h) = (width as usize, height as usize);
+    if stride < 2 * w {
+        return Err(format!(
+            "{format} {width}x{height}: stride {stride} is less than {} bytes",
+            2 * w
+        ));
+    }
+    let need = stride * (h - 1) + 2 * w;
+    if src.len() < need {
+        return Err(format!(
+            "{format} {width}x{height} (stride {stride}) needs {need} bytes, got {}",
+            src.len()
+        ));
+    }
+    out.resize(width, height);
+    let cw = w / 2;
+    let (y, u, v) = out.planes_mut();
+    let mut rows = 0;
+    while rows + 2 <= h {
+        let r0 = &src[rows * stride..rows * stride + 2 * w];
+        let r1 = &src[(rows + 1) * stride..(rows + 1) * stride + 2 * w];
+        let (ya, yb) = y[rows * w..(rows + 2) * w].split_at_mut(w);
+        let ci = rows / 2 * cw;
+        let (cu, cv) = (&mut u[ci..ci + cw], &mut v[ci..ci + cw]);
+        match order.u {
+            1 => row_pair::<0, 1, 2, 3>(r0, r1, ya, yb, cu, cv),
+            _ => row_pair::<1, 0, 3, 2>(r0, r1, ya, yb, cu, cv),
+        }
+        rows += 2;
+    }
+    if rows < h {
+        // Odd height: the last row alone.
+        let r = &src[rows * stride..rows * stride + 2 * w];
+        let ci = rows / 2 * cw;
+        for (i, px) in r.chunks_exact(4).enumerate() {
+            y[rows * w + 2 * i] = px[order.y0];
+            y[rows * w + 2 * i + 1] = px[order.y1];
+            u[ci + i] = px[order.u];
+            v[ci + i] = px[order.v];
+        }
+    }
+    Ok(())
+}
+
+/// Two rows of macropixels: positions of Y0, U, Y1, V as const parameters
+/// so each order compiles to its own straight loop.
+#[inline(always)]
+fn row_pair<const Y0: usize, const U: usize, const Y1: usize, const V: usize>(
+    r0: &[u8],
+    r1: &[u8],
+    ya: &mut [u8],
+    yb: &mut [u8],
+    cu: &mut [u8],
+    cv: &mut [u8],
+) {
+    let n = cu.len();
+    let (r0, r1) = (&r0[..4 * n], &r1[..4 * n]);
+    let (ya, yb) = (&mut ya[..2 * n], &mut yb[..2 * n]);
+    let cv = &mut cv[..n];
+    for i in 0..n {
+        let p0 = &r0[4 * i..4 * i + 4];
+        let p1 = &r1[4 * i..4 * i + 4];
+        ya[2 * i] = p0[Y0];
+        ya[2 * i + 1] = p0[Y1];
+        yb[2 * i] = p1[Y0];
+        yb[2 * i + 1] = p1[Y1];
+        cu[i] = ((p0[U] as u16 + p1[U] as u16 + 1) >> 1) as u8;
+        cv[i] = ((p0[V] as u16 + p1[V] as u16 + 1) >> 1) as u8;
+    }
+}
+
+/// Full range (0-255, JPEG/JFIF) to limited range (16-235 luma, 16-240
+/// chroma, what x264 is told I420 is), rounded.
+const fn range_tables() -> ([u8; 256], [u8; 256]) {
+    let mut y = [0u8; 256];
+    let mut c = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        y[i] = ((16 * 255 + i * 219 + 127) / 255) as u8;
+        c[i] = ((16 * 255 + i * 224 + 127) / 255) as u8;
+        i += 1;
+    }
+    (y, c)
+}
+const RANGE: ([u8; 256], [u8; 256]) = range_tables();
+
+/// Converts interleaved full-range YCbCr 4:4:4 (3 bytes a pixel, rows
+/// `3 * width` apart, as the MJPEG decoder writes it) to limited-range I420,
+/// averaging each 2x2 block of chroma.
+pub fn ycbcr444_to_i420(
+    width: u32,
+    height: u32,
+    src: &[u8],
+    out: &mut I420Buffer,
+) -> Result<(), String> {
+    let (w, h) = (width as usize, height as usize);
+    if src.len() < 3 * w * h {
+        return Err(format!(
+            "YCbCr {width}x{height} needs {} bytes, got {}",
+            3 * w * h,
+            src.len()
+        ));
+    }
+    out.resize(width, height);
+    let cw = w.div_ceil(2);
+    let (y, u, v) = out.planes_mut();
+    let (ly, lc) = (&RANGE.0, &RANGE.1);
+    for (dst, px) in y.iter_mut().zip(src.chunks_exact(3)) {
+        *dst = ly[px[0] as usize];
+    }
+    for cy in 0..h.div_ceil(2) {
+        let r0 = 2 * cy;
+        let r1 = (2 * cy + 1).min(h - 1);
+        for cx in 0..cw {
+            let c0 = 2 * cx;
+            let c1 = (2 * cx + 1).min(w - 1);
+            let at = |r: usize, c: usize, k: usize| src[3 * (r * w + c) + k] as u16;
+            let avg = |k| {
+                lc[((at(r0, c0, k) + at(r0, c1, k) + at(r1, c0, k) + at(r1, c1, k) + 2) >> 2)
+                    as usize]
+            };
+            u[cy * cw + cx] = avg(1);
+            v[cy * cw + cx] = avg(2);
+        }
+    }
+    Ok(())
+}
+
+/// Decodes MJPEG frames to I420 with zune-jpeg (pure Rust). The decoder
+/// writes interleaved YCbCr into a buffer kept between frames, then one pass
+/// subsamples it into the I420 buffer. (zune-jpeg sets up its own working
+/// buffers per frame; that is the one allocation per frame on this path.)
+#[cfg(feature = "mjpeg")]
+#[derive(Debug, Default)]
+pub struct MjpegDecoder {
+    ycc: Vec<u8>,
+}
+
+#[cfg(feature = "mjpeg")]
+impl MjpegDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes one JPEG into `out`; returns its size.
+    pub fn decode(&mut self, jpeg: &[u8], out: &mut I420Buffer) -> Result<(u32, u32), String> {
+        use zune_jpeg::JpegDecoder;
+        use zune_jpeg::zune_core::bytestream::ZCursor;
+        use zune_jpeg::zune_core::colorspace::ColorSpace;
+        use zune_jpeg::zune_core::options::DecoderOptions;
+
+        let options = DecoderOptions::default()
+            .jpeg_set_out_colorspace(ColorSpace::YCbCr)
+            .set_max_width(8192)
+            .set_max_height(8192);
+        let mut dec = JpegDecoder::new_with_options(ZCursor::new(jpeg), options);
+        dec.decode_headers()
+            .map_err(|e| format!("bad JPEG frame: {e:?}"))?;
+        let (w, h) = dec
+            .dimensions()
+            .ok_or_else(|| "JPEG frame without a size".to_string())?;
+        let need = dec
+            .output_buffer_size()
+            .ok_or_else(|| "JPEG frame without a size".to_string())?;
+        if need != 3 * w * h {
+            return Err(format!(
+                "JPEG frame {w}x{h} is not YCbCr (decoder output {need} bytes)"
+            ));
+        }
+        if self.ycc.len() != need {
+            self.ycc.resize(need, 0);
+        }
+        dec.decode_into(&mut self.ycc)
+            .map_err(|e| format!("bad JPEG frame: {e:?}"))?;
+        ycbcr444_to_i420(w as u32, h as u32, &self.ycc, out)?;
+        Ok((w as u32, h as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The obvious per-pixel conversion, for comparison.
+    fn reference(
+        order: Order,
+        w: usize,
+        h: usize,
+        stride: usize,
+        src: &[u8],
+    ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let cw = w / 2;
+        let ch = h.div_ceil(2);
+        let mut y = vec![0u8; w * h];
+        let mut u = vec![0u8; cw * ch];
+        let mut v = vec![0u8; cw * ch];
+        for row in 0..h {
+            for x in 0..w {
+                let mp = row * stride + (x / 2) * 4;
+                y[row * w + x] = src[mp + if x % 2 == 0 { order.y0 } else { order.y1 }];
+            }
+        }
+        for cy in 0..ch {
+            for cx in 0..cw {
+                let a = 2 * cy * stride + cx * 4;
+                let b = if 2 * cy + 1 < h {
+                    (2 * cy + 1) * stride + cx * 4
+                } else {
+                    a
+                };
+                u[cy * cw + cx] =
+                    (src[a + order.u] as u32 + src[b + order.u] as u32).div_ceil(2) as u8;
+                v[cy * cw + cx] =
+                    (src[a + order.v] as u32 + src[b + order.v] as u32).div_ceil(2) as u8;
+            }
+        }
+        (y, u, v)
+    }
+
+    #[test]
+    fn packed_matches_the_reference_with_odd_strides_and_heights() {
+        let mut rng = fastrand::Rng::with_seed(42);
+        let mut out = I420Buffer::new();
+        for (format, order) in [(PixelFormat::Yuyv, YUYV), (PixelFormat::Uyvy, UYVY)] {
+            for &(w, h, pad) in &[
+                (2usize, 1usize, 0usize),
+                (2, 2, 1),
+                (6, 3, 7),
+                (16, 9, 0),
+                (30, 17, 3),
+                (64, 48, 13),
+                (640, 11, 1),
+            ] {
+                let stride = 2 * w + pad;
+                // The last row needs no padding after it.
+                let mut src = vec![0u8; stride * (h - 1) + 2 * w];
+                rng.fill(&mut src);
+                packed_to_i420(format, w as u32, h as u32, stride, &src, &mut out).unwrap();
+                let (ry, ru, rv) = reference(order, w, h, stride, &src);
+                let p = out.planar();
+                assert_eq!(p.planes[0], &ry[..], "{format} {w}x{h}+{pad}: Y");
+                assert_eq!(p.planes[1], &ru[..], "{format} {w}x{h}+{pad}: U");
+                assert_eq!(p.planes[2], &rv[..], "{format} {w}x{h}+{pad}: V");
+                assert_eq!(p.strides, [w, w / 2, w / 2]);
+            }
+        }
+    }
+
+    #[test]
+    fn packed_rejects_bad_shapes() {
+        let mut out = I420Buffer::new();
+        let buf = vec![0u8; 100];
+        let e = packed_to_i420(PixelFormat::Yuyv, 3, 2, 8, &buf, &mut out).unwrap_err();
+        assert!(e.contains("even"), "{e}");
+        let e = packed_to_i420(PixelFormat::Yuyv, 8, 2, 10, &buf, &mut out).unwrap_err();
+        assert!(e.contains("stride 10"), "{e}");
+        let e = packed_to_i420(PixelFormat::Yuyv, 8, 8, 16, &buf, &mut out).unwrap_err();
+        assert!(e.contains("needs 128 bytes, got 100"), "{e}");
+        let e = packed_to_i420(PixelFormat::Nv12, 8, 2, 16, &buf, &mut out).unwrap_err();
+        assert!(e.contains("not a packed"), "{e}");
+    }
+
+    #[test]
+    fn ycbcr444_averages_two_by_two_and_limits_the_range() {
+        let (ly, lc) = (&RANGE.0, &RANGE.1);
+        assert_eq!(
+            (ly[0], ly[255], lc[0], lc[128], lc[255]),
+            (16, 235, 16, 128, 240)
+        );
+        let (w, h) = (3usize, 3usize);
+        let src: Vec<u8> = (0..w * h)
+            .flat_map(|i| [25 * i as u8, 10 * i as u8, 100 + i as u8])
+            .collect();
+        let mut out = I420Buffer::new();
+        ycbcr444_to_i420(w as u32, h as u32, &src, &mut out).unwrap();
+        let p = out.planar();
+        let want_y: Vec<u8> = (0..9).map(|i| ly[25 * i]).collect();
+        assert_eq!(p.planes[0], &want_y[..]);
+        // Block (0,0): pixels 0,1,3,4 -> Cb 0,10,30,40 -> 20.
+        // Block (1,0): pixels 2,2,5,5 (edge repeated) -> 20,20,50,50 -> 35.
+        // Block (0,1): pixels 6,7,6,7 -> 60,70,60,70 -> 65. Block (1,1): 8 -> 80.
+        assert_eq!(p.planes[1], &[lc[20], lc[35], lc[65], lc[80]]);
+        assert_eq!(p.planes[2], &[lc[102], lc[104], lc[107], lc[108]]);
+        assert!(ycbcr444_to_i420(4, 4, &src, &mut out).is_err());
+    }
+
+    /// A 64x48 4:2:2 JPEG (ffmpeg's testsrc) and ffmpeg's own decode of it
+    /// to I420, made with:
+    /// `ffmpeg -f lavfi -i testsrc=size=64x48 -frames:v 1 -pix_fmt yuvj422p -q:v 3 testsrc-64x48.jpg`
+    /// `ffmpeg -i testsrc-64x48.jpg -pix_fmt yuv420p -f rawvideo testsrc-64x48.i420`
+    #[cfg(feature = "mjpeg")]
+    #[test]
+    fn mjpeg_decodes_like_ffmpeg() {
+        let jpeg = include_bytes!("../tests/fixtures/testsrc-64x48.jpg");
+        let want = include_bytes!("../tests/fixtures/testsrc-64x48.i420");
+        let mut dec = MjpegDecoder::new();
+        let mut out = I420Buffer::new();
+        assert_eq!(dec.decode(jpeg, &mut out).unwrap(), (64, 48));
+        let p = out.planar();
+        let got: Vec<u8> = p.planes.concat();
+        assert_eq!(got.len(), want.len());
+        // Decoders differ by rounding (IDCT, chroma filters): compare closely,
+        // not bit for bit.
+        let (y, c) = want.split_at(64 * 48);
+        let diff = |a: &[u8], b: &[u8]| {
+            let total: u64 = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as u64).sum();
+            let max = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+            (total as f64 / a.len() as f64, max)
+        };
+        let (mean_y, max_y) = diff(&got[..64 * 48], y);
+        let (mean_c, _) = diff(&got[64 * 48..], c);
+        assert!(
+            mean_y < 1.0 && max_y <= 8,
+            "luma differs: mean {mean_y}, max {max_y}"
+        );
+        // Chroma goes 4:2:2 -> 4:4:4 (zune's upsampling) -> 4:2:0 here, and
+        // 4:2:2 -> 4:2:0 in ffmpeg: the filters differ at testsrc's hard
+        // colour edges. Swapped or unscaled chroma would be far worse.
+        let (cb, cr) = c.split_at(c.len() / 2);
+        let swapped: Vec<u8> = [cr, cb].concat();
+        let (mean_swapped, _) = diff(&got[64 * 48..], &swapped);
+        assert!(
+            mean_c < 8.0 && mean_swapped > 3.0 * mean_c,
+            "chroma differs: mean {mean_c} (swapped: {mean_swapped})"
+        );
+        // The decoder's buffers are reused for the next frame of that size.
+        let ptr = out.planar().planes[0].as_ptr();
+        dec.decode(jpeg, &mut out).unwrap();
+        assert_eq!(out.planar().planes[0].as_ptr(), ptr);
+        // Garbage is an error, not a panic.
+        assert!(dec.decode(b"\xff\xd8not a jpeg", &mut out).is_err());
+        // A truncated frame (a USB glitch) may decode partly; it must not panic.
+        let _ = dec.decode(&jpeg[..jpeg.len() / 2], &mut out);
+    }
+
+    #[test]
+    fn buffer_is_reused_when_the_size_stays() {
+        let mut b = I420Buffer::new();
+        b.resize(64, 48);
+        let p = b.planar().planes[0].as_ptr();
+        b.resize(64, 48);
+        assert_eq!(b.planar().planes[0].as_ptr(), p);
+        assert_eq!(b.planar().planes.map(|p| p.len()), [3072, 768, 768]);
+    }
+}
