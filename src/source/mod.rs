@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::clock;
-use crate::media::{Fraction, Frame, PixelFormat};
+use crate::media::{Fraction, Frame, Image, PixelFormat, Planar};
 
 pub mod testsrc;
 pub mod v4l2;
@@ -67,6 +67,24 @@ impl fmt::Display for SourceError {
 }
 
 impl std::error::Error for SourceError {}
+
+/// A frame over a contiguous, tightly packed I420 buffer of `format`'s size
+/// (the test pattern's and a Y4M file's reused buffers).
+pub fn i420_frame<'a>(
+    format: &SourceFormat,
+    buf: &'a [u8],
+    pts: Duration,
+) -> Result<Frame<'a>, SourceError> {
+    let planar = Planar::from_contiguous(
+        PixelFormat::I420,
+        format.width,
+        format.height,
+        format.width as usize,
+        buf,
+    )
+    .map_err(SourceError::fatal)?;
+    Ok(Frame::new(pts, Image::Planar(planar)))
+}
 
 /// A source of frames. Runs on the capture/encode thread.
 pub trait FrameSource: Send {

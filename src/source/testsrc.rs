@@ -11,8 +11,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{FrameSource, Pace, Pacer, SourceError, SourceFormat};
-use crate::media::{Fraction, Frame, Image, PixelFormat, Planar};
+use super::{FrameSource, Pace, Pacer, SourceError, SourceFormat, i420_frame};
+use crate::media::{Fraction, Frame, PixelFormat};
 
 /// SMPTE-style 75% bars in BT.601 limited range (Y, U, V).
 const BARS: [(u8, u8, u8); 8] = [
@@ -190,22 +190,14 @@ impl FrameSource for TestPattern {
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError> {
         let (index, pts) = self.pacer.wait_next();
         self.draw(index, SystemTime::now());
-        let f = &self.format;
-        let planar = Planar::from_contiguous(
-            PixelFormat::I420,
-            f.width,
-            f.height,
-            f.width as usize,
-            &self.buf,
-        )
-        .map_err(SourceError::fatal)?;
-        Ok(Some(Frame::new(pts, Image::Planar(planar))))
+        i420_frame(&self.format, &self.buf, pts).map(Some)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::Image;
     use std::time::Duration;
 
     #[test]

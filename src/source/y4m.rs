@@ -8,8 +8,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::{FrameSource, Pace, Pacer, SourceError, SourceFormat};
-use crate::media::{Fraction, Frame, Image, PixelFormat, Planar};
+use super::{FrameSource, Pace, Pacer, SourceError, SourceFormat, i420_frame};
+use crate::media::{Fraction, Frame, PixelFormat};
 
 /// Longest header or frame line accepted.
 const MAX_LINE: usize = 1024;
@@ -151,22 +151,14 @@ impl FrameSource for Y4mFile {
         })?;
         self.frames += 1;
         let (_, pts) = self.pacer.wait_next();
-        let f = &self.format;
-        let planar = Planar::from_contiguous(
-            PixelFormat::I420,
-            f.width,
-            f.height,
-            f.width as usize,
-            &self.buf,
-        )
-        .map_err(SourceError::fatal)?;
-        Ok(Some(Frame::new(pts, Image::Planar(planar))))
+        i420_frame(&self.format, &self.buf, pts).map(Some)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::Image;
     use std::io::Write;
 
     #[test]
