@@ -4,26 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn a_missing_camera_is_waited_for_not_fatal() {
@@ -47,34 +30,42 @@ fn a_missing_camera_is_waited_for_not_fatal() {
 
 #[test]
 fn a_device_that_is_no_camera_is_refused() {
-    let o = run(&["--source", "/dev/null", "--rtsp", "off"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = run_bin(&["--source", "/dev/null", "--rtsp", "off"]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
     assert!(
-        text(&o).contains("/dev/null is not a V4L2 device"),
+        output_text(&o).contains("/dev/null is not a V4L2 device"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
 }
 
 #[test]
 fn listing_flags() {
-    let o = run(&["--list-devices"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = run_bin(&["--list-devices"]);
+    assert!(o.status.success(), "{}", output_text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("no V4L2 devices") || out.contains("/dev/video"),
         "{out}"
     );
-    let o = run(&[
+    let o = run_bin(&[
         "--list-formats",
         "--source",
         "/dev/video-edgestream-test-missing",
     ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("is not there"), "{}", text(&o));
-    let o = run(&["--list-formats", "--source", "/dev/null"]);
+    assert!(
+        output_text(&o).contains("is not there"),
+        "{}",
+        output_text(&o)
+    );
+    let o = run_bin(&["--list-formats", "--source", "/dev/null"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("not a V4L2 device"), "{}", text(&o));
+    assert!(
+        output_text(&o).contains("not a V4L2 device"),
+        "{}",
+        output_text(&o)
+    );
 }
 
 #[test]

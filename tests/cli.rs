@@ -3,30 +3,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Every long flag `--help` lists.
 fn help_flags() -> Vec<String> {
-    let o = run(&["--help"]);
+    let o = run_bin(&["--help"]);
     assert!(o.status.success());
     let help = String::from_utf8_lossy(&o.stdout).into_owned();
     let mut flags: Vec<String> = help
@@ -61,16 +44,16 @@ fn help_and_version() {
     ] {
         assert!(flags.iter().any(|x| x == f), "--help lacks {f}: {flags:?}");
     }
-    let o = run(&["--version"]);
+    let o = run_bin(&["--version"]);
     assert!(o.status.success());
-    assert!(text(&o).contains(env!("CARGO_PKG_VERSION")));
+    assert!(output_text(&o).contains(env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
 fn readme_documents_every_flag_and_key() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let printed = run(&["--print-config"]);
+    let printed = run_bin(&["--print-config"]);
     assert!(printed.status.success());
     for flag in help_flags() {
         if flag == "--help" || flag == "--version" {
@@ -94,46 +77,50 @@ fn readme_documents_every_flag_and_key() {
 
 #[test]
 fn usage_and_config_errors_exit_2_and_name_the_problem() {
-    let o = run(&["--no-such-flag"]);
+    let o = run_bin(&["--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2));
-    let o = run(&["--fps", "0"]);
+    let o = run_bin(&["--fps", "0"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o).contains("--fps: 0 is out of range; use 1 to 120"),
+        output_text(&o).contains("--fps: 0 is out of range; use 1 to 120"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
 
     let dir = temp_dir("cli-config");
     let cfg = dir.join("bad.toml");
     std::fs::write(&cfg, "size = \"640x480\"\nbitrate = 5\n").unwrap();
-    let o = run(&["--config", cfg.to_str().unwrap()]);
+    let o = run_bin(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(
         t.contains("`bitrate` in") && t.contains("16 to 100000"),
         "{t}"
     );
 
     std::fs::write(&cfg, "framerate = 30\n").unwrap();
-    let o = run(&["--config", cfg.to_str().unwrap()]);
+    let o = run_bin(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o).contains("unknown field `framerate`"),
+        output_text(&o).contains("unknown field `framerate`"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
 
-    let o = run(&["--config", "/nonexistent/edgestream.toml"]);
+    let o = run_bin(&["--config", "/nonexistent/edgestream.toml"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("cannot read"), "{}", text(&o));
+    assert!(
+        output_text(&o).contains("cannot read"),
+        "{}",
+        output_text(&o)
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn print_config_is_a_loadable_config() {
     let dir = temp_dir("cli-print");
-    let o = run(&[
+    let o = run_bin(&[
         "--size",
         "320x240",
         "--fps",
@@ -147,19 +134,23 @@ fn print_config_is_a_loadable_config() {
     assert!(printed.contains("size = \"320x240\""), "{printed}");
     let cfg = dir.join("printed.toml");
     std::fs::write(&cfg, &printed).unwrap();
-    let again = run(&["--config", cfg.to_str().unwrap(), "--print-config"]);
-    assert!(again.status.success(), "{}", text(&again));
+    let again = run_bin(&["--config", cfg.to_str().unwrap(), "--print-config"]);
+    assert!(again.status.success(), "{}", output_text(&again));
     assert_eq!(String::from_utf8_lossy(&again.stdout), printed);
     std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn frames_limit_and_file_source_stop_cleanly() {
-    let o = run(&[
+    let o = run_bin(&[
         "--rtsp", "off", "--size", "160x120", "--pace", "asap", "--frames", "45",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("encoded 45 frames"), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("encoded 45 frames"),
+        "{}",
+        output_text(&o)
+    );
 
     let dir = temp_dir("cli-y4m");
     let y4m = dir.join("in.y4m");
@@ -179,7 +170,7 @@ fn frames_limit_and_file_source_stop_cleanly() {
         .status()
         .unwrap();
     assert!(st.success());
-    let o = run(&[
+    let o = run_bin(&[
         "--rtsp",
         "off",
         "--source",
@@ -187,12 +178,12 @@ fn frames_limit_and_file_source_stop_cleanly() {
         "--pace",
         "asap",
     ]);
-    assert!(o.status.success(), "{}", text(&o));
-    let t = text(&o);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let t = output_text(&o);
     assert!(t.contains("the source ended after 20 frames"), "{t}");
     assert!(t.contains("176x144 at 10 fps"), "{t}");
 
-    let o = run(&[
+    let o = run_bin(&[
         "--rtsp",
         "off",
         "--source",
@@ -203,7 +194,11 @@ fn frames_limit_and_file_source_stop_cleanly() {
         Some(1),
         "a missing file is a runtime failure"
     );
-    assert!(text(&o).contains("cannot open"), "{}", text(&o));
+    assert!(
+        output_text(&o).contains("cannot open"),
+        "{}",
+        output_text(&o)
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -212,12 +207,12 @@ fn signals_stop_with_exit_0_and_busy_port_is_exit_1() {
     let es = Edgestream::start(&["--size", "160x120"]);
     let addr = es.addr();
     // A second instance on the same port fails at start.
-    let o = run(&["--rtsp", &addr, "--frames", "10"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = run_bin(&["--rtsp", &addr, "--frames", "10"]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
     assert!(
-        text(&o).contains(&format!("cannot serve RTSP on {addr}")),
+        output_text(&o).contains(&format!("cannot serve RTSP on {addr}")),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     // SIGINT, like Ctrl-C.
     signal(es.pid(), libc::SIGINT);

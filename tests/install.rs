@@ -23,14 +23,6 @@ fn install(destdir: &Path, profile: &Path) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -48,7 +40,7 @@ fn board(name: &str) -> PathBuf {
 fn installed_root(name: &str) -> PathBuf {
     let dir = temp_dir(name);
     let o = install(&dir, &board("rpi-zero.toml"));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let units = dir.join("usr/lib/systemd");
     std::fs::create_dir_all(&units).unwrap();
     let st = tool("cp")
@@ -64,7 +56,7 @@ fn installed_root(name: &str) -> PathBuf {
 fn installs_binary_unit_and_profile_and_keeps_an_edited_config() {
     let dir = temp_dir("install-files");
     let o = install(&dir, &board("rpi-zero.toml"));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let bin = dir.join("usr/local/bin/edgestream");
     let unit = dir.join("etc/systemd/system/edgestream.service");
     let cfg = dir.join("etc/edgestream/edgestream.toml");
@@ -84,7 +76,7 @@ fn installs_binary_unit_and_profile_and_keeps_an_edited_config() {
     // Installing again over an edited config keeps the edits.
     std::fs::write(&cfg, "source = \"/dev/video1\"\n").unwrap();
     let o = install(&dir, &board("rpi4.toml"));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(
         std::fs::read_to_string(&cfg).unwrap(),
         "source = \"/dev/video1\"\n"
@@ -93,7 +85,7 @@ fn installs_binary_unit_and_profile_and_keeps_an_edited_config() {
         std::fs::read(dir.join("etc/edgestream/edgestream.toml.new")).unwrap(),
         std::fs::read(board("rpi4.toml")).unwrap()
     );
-    assert!(text(&o).contains("kept your"), "{}", text(&o));
+    assert!(output_text(&o).contains("kept your"), "{}", output_text(&o));
 
     // A profile the binary rejects installs nothing.
     let bad_dir = temp_dir("install-bad");
@@ -102,7 +94,7 @@ fn installs_binary_unit_and_profile_and_keeps_an_edited_config() {
     let target = bad_dir.join("root");
     let o = install(&target, &bad);
     assert!(!o.status.success());
-    assert!(text(&o).contains("1 to 120"), "{}", text(&o));
+    assert!(output_text(&o).contains("1 to 120"), "{}", output_text(&o));
     assert!(!target.join("usr/local/bin/edgestream").exists());
     std::fs::remove_dir_all(dir).ok();
     std::fs::remove_dir_all(bad_dir).ok();
@@ -118,9 +110,9 @@ fn systemd_analyze_verify_is_clean() {
         .output()
         .unwrap();
     assert!(
-        o.status.success() && text(&o).trim().is_empty(),
+        o.status.success() && output_text(&o).trim().is_empty(),
         "systemd-analyze verify: {}",
-        text(&o)
+        output_text(&o)
     );
 
     // The check does catch a broken unit.
@@ -135,9 +127,9 @@ fn systemd_analyze_verify_is_clean() {
         .output()
         .unwrap();
     assert!(
-        text(&o).contains("Unknown key"),
+        output_text(&o).contains("Unknown key"),
         "a misspelt key went unnoticed: {}",
-        text(&o)
+        output_text(&o)
     );
     std::fs::remove_dir_all(dir).ok();
 }
@@ -152,7 +144,7 @@ fn security_exposure_is_at_most_2_5_and_the_readme_says_so() {
         .arg("edgestream.service")
         .output()
         .unwrap();
-    let t = text(&o);
+    let t = output_text(&o);
     let figure = t
         .lines()
         .find_map(|l| {

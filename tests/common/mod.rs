@@ -392,7 +392,7 @@ pub struct Viewed {
 
 /// Plays `url` with retina over `transport` ("tcp" or "udp") for `secs`.
 pub async fn retina_view(url: &str, transport: &str, secs: f64) -> Result<Viewed, String> {
-    retina_view_as(url, transport, secs, None).await
+    retina_watch(url, transport, secs, None, None).await
 }
 
 /// Like [`retina_view`], with credentials (user, password).
@@ -402,9 +402,26 @@ pub async fn retina_view_as(
     secs: f64,
     creds: Option<(&str, &str)>,
 ) -> Result<Viewed, String> {
-    use futures::StreamExt;
+    retina_watch(url, transport, secs, creds, None).await
+}
+
+/// Like [`retina_view`], but also ends (successfully) once `done` is set.
+pub async fn retina_view_until(
+    url: &str,
+    transport: &str,
+    max_secs: f64,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Viewed, String> {
+    retina_watch(url, transport, max_secs, None, Some(done)).await
+}
+
+/// DESCRIBE, SETUP and PLAY with retina; the demuxed stream of items.
+async fn retina_play(
+    url: &str,
+    transport: &str,
+    creds: Option<(&str, &str)>,
+) -> Result<retina::client::Demuxed, String> {
     use retina::client::{Credentials, PlayOptions, Session, SessionOptions, SetupOptions};
-    use retina::codec::CodecItem;
 
     let url = url::Url::parse(url).map_err(|e| e.to_string())?;
     let options = SessionOptions::default().creds(creds.map(|(u, p)| Credentials {
@@ -419,19 +436,43 @@ pub async fn retina_view_as(
         .setup(0, SetupOptions::default().transport(transport))
         .await
         .map_err(|e| format!("SETUP: {e}"))?;
-    let playing = session
+    session
         .play(PlayOptions::default())
         .await
         .map_err(|e| format!("PLAY: {e}"))?
         .demuxed()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Plays for up to `secs` (or until `done` is set) and records what
+/// arrived. A stall counts toward `max_gap` while it lasts, also at the end.
+async fn retina_watch(
+    url: &str,
+    transport: &str,
+    secs: f64,
+    creds: Option<(&str, &str)>,
+    done: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> Result<Viewed, String> {
+    use futures::StreamExt;
+    use retina::codec::CodecItem;
+    use std::sync::atomic::Ordering;
+
+    let playing = retina_play(url, transport, creds).await?;
     tokio::pin!(playing);
     let mut v = Viewed::default();
-    let end = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
+    let end = Instant::now() + Duration::from_secs_f64(secs);
     let mut last = Instant::now();
-    loop {
-        let item = match tokio::time::timeout_at(end, playing.next()).await {
-            Err(_) => break,
+    while Instant::now() < end && !done.as_ref().is_some_and(|d| d.load(Ordering::Relaxed)) {
+        let wait = end
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        let item = match tokio::time::timeout(wait, playing.next()).await {
+            Err(_) => {
+                if v.frames > 0 {
+                    v.max_gap = v.max_gap.max(last.elapsed());
+                }
+                continue;
+            }
             Ok(None) => return Err(format!("stream ended after {} frames", v.frames)),
             Ok(Some(Err(e))) => return Err(format!("after {} frames: {e}", v.frames)),
             Ok(Some(Ok(item))) => item,
@@ -459,60 +500,22 @@ pub async fn retina_view_as(
     Ok(v)
 }
 
-/// Like [`retina_view`], but also ends (successfully) once `done` is set.
-pub async fn retina_view_until(
-    url: &str,
-    transport: &str,
-    max_secs: f64,
-    done: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<Viewed, String> {
-    use futures::StreamExt;
-    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
-    use retina::codec::CodecItem;
-    use std::sync::atomic::Ordering;
+/// Runs the binary with `args` to completion (no JOURNAL_STREAM).
+pub fn run_bin(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap()
+}
 
-    let url = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let mut session = Session::describe(url, SessionOptions::default())
-        .await
-        .map_err(|e| format!("DESCRIBE: {e}"))?;
-    let transport = transport.parse().map_err(|e| format!("{e}"))?;
-    session
-        .setup(0, SetupOptions::default().transport(transport))
-        .await
-        .map_err(|e| format!("SETUP: {e}"))?;
-    let playing = session
-        .play(PlayOptions::default())
-        .await
-        .map_err(|e| format!("PLAY: {e}"))?
-        .demuxed()
-        .map_err(|e| e.to_string())?;
-    tokio::pin!(playing);
-    let mut v = Viewed::default();
-    let end = Instant::now() + Duration::from_secs_f64(max_secs);
-    let mut last = Instant::now();
-    while Instant::now() < end && !done.load(Ordering::Relaxed) {
-        let item = match tokio::time::timeout(Duration::from_millis(100), playing.next()).await {
-            Err(_) => {
-                if v.frames > 0 {
-                    v.max_gap = v.max_gap.max(last.elapsed());
-                }
-                continue;
-            }
-            Ok(None) => return Err(format!("stream ended after {} frames", v.frames)),
-            Ok(Some(Err(e))) => return Err(format!("after {} frames: {e}", v.frames)),
-            Ok(Some(Ok(item))) => item,
-        };
-        if let CodecItem::VideoFrame(f) = item {
-            if v.frames == 0 {
-                v.first_is_key = f.is_random_access_point();
-            } else {
-                v.max_gap = v.max_gap.max(last.elapsed());
-            }
-            last = Instant::now();
-            v.frames += 1;
-        }
-    }
-    Ok(v)
+/// A command's stdout and stderr together, for messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Runs a future on a fresh tokio runtime (retina needs tokio).
