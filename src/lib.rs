@@ -9,6 +9,7 @@
 //! knows no sockets or clocks; the I/O around it runs on smol.
 
 pub mod app;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod convert;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use crate::convert::{self, I420Buffer};
 use crate::encode::{Encoder, EncoderSettings};
 use crate::fanout::{Fanout, KeyframePacer};
@@ -67,35 +68,6 @@ pub struct Handles {
 
 /// Opens a source, again after each failure (a camera).
 pub type Opener = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, SourceError> + Send>;
-
-/// Doubling backoff between `min` and `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// The wait before the next attempt; doubles the one after.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
 
 /// "0.5 s", "4 s".
 fn secs(d: Duration) -> String {
@@ -1133,28 +1105,39 @@ mod tests {
         (aus, enc.parameter_sets().clone())
     }
 
+    /// A pipeline over a fake H.264 camera whose stream starts mid-GOP
+    /// (three frames before the next IDR), never reopened.
+    fn h264_camera_pipeline(
+        aus: &[Vec<u8>],
+        counters: &Arc<Counters>,
+        h: Handles,
+        frames: u64,
+    ) -> Pipeline {
+        let mut cam = FakeCamera::yuyv(counters, None);
+        cam.format.pixel_format = PixelFormat::H264;
+        cam.compressed = aus.to_vec();
+        cam.next_compressed = 3;
+        let open: Opener = Box::new(|| Err(SourceError::fatal("not reopened in this test")));
+        Pipeline::reopening(
+            open,
+            Some(Box::new(cam)),
+            "camera /dev/fake",
+            &opts(),
+            h,
+            Some(frames),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn camera_h264_passes_through_with_its_parameter_sets() {
         let (aus, params) = camera_h264();
         let counters = Arc::new(Counters::default());
         let (h, sub) = handles();
         let fanout = h.fanout.clone();
-        let mut cam = FakeCamera::yuyv(&counters, None);
-        cam.format.pixel_format = PixelFormat::H264;
-        cam.compressed = aus.clone();
         // The camera is mid-GOP; the viewer waiting for a keyframe makes the
         // pipeline ask the camera for one, and nothing before it goes out.
-        cam.next_compressed = 3;
-        let open: Opener = Box::new(|| Err(SourceError::fatal("not reopened in this test")));
-        let p = Pipeline::reopening(
-            open,
-            Some(Box::new(cam)),
-            "camera /dev/fake",
-            &opts(),
-            h,
-            Some(10),
-        )
-        .unwrap();
+        let p = h264_camera_pipeline(&aus, &counters, h, 10);
         assert!(fanout.stream_info().is_none(), "known only from the stream");
         assert_eq!(p.run().unwrap(), Ended::FrameLimit);
         let frames = drain(&sub);
@@ -1182,20 +1165,7 @@ mod tests {
             health: Health::new(),
             stop: Arc::default(),
         };
-        let mut cam = FakeCamera::yuyv(&counters, None);
-        cam.format.pixel_format = PixelFormat::H264;
-        cam.compressed = aus.clone();
-        cam.next_compressed = 3;
-        let open: Opener = Box::new(|| Err(SourceError::fatal("not reopened in this test")));
-        let p = Pipeline::reopening(
-            open,
-            Some(Box::new(cam)),
-            "camera /dev/fake",
-            &opts(),
-            h,
-            Some(4),
-        )
-        .unwrap();
+        let p = h264_camera_pipeline(&aus, &counters, h, 4);
         let sub = fanout.subscribe(100);
         // The subscription asked for a keyframe: clear that, to see the
         // pipeline ask by itself when the stream starts mid-GOP.

@@ -14,9 +14,19 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// each scaled by a random factor in [0.75, 1.0] (so that many devices
 /// cut off together do not come back in lockstep), reset after
 /// [`STABLE_AFTER`] of publishing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Backoff {
     failures: u32,
+    delays: crate::backoff::Backoff,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            failures: 0,
+            delays: crate::backoff::Backoff::new(MIN_DELAY, MAX_DELAY),
+        }
+    }
 }
 
 impl Backoff {
@@ -35,10 +45,10 @@ impl Backoff {
     pub fn next_delay(&mut self, published_for: Duration, random: f64) -> Duration {
         if published_for >= STABLE_AFTER {
             self.failures = 0;
+            self.delays.reset();
         }
-        let exp = self.failures.min(16);
         self.failures = self.failures.saturating_add(1);
-        let base = MIN_DELAY.saturating_mul(1u32 << exp.min(5)).min(MAX_DELAY);
+        let base = self.delays.next_delay();
         base.mul_f64(0.75 + 0.25 * random.clamp(0.0, 1.0))
     }
 }
