@@ -326,12 +326,22 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let result = smol::block_on(async {
         let _server_task = server.map(|s| smol::spawn(s.run()));
-        let _systemd_task = smol::spawn(crate::systemd::supervise(
-            notifier.clone(),
-            stats.clone(),
-            health.clone(),
-            ready_status,
-        ));
+        // Listeners are bound and the capture thread runs: READY=1 now,
+        // camera or not.
+        let _systemd_task = {
+            let health = health.clone();
+            let server_stats = server_stats.clone();
+            smol::spawn(crate::systemd::supervise(
+                notifier.clone(),
+                health.clone(),
+                move || {
+                    let viewers = server_stats
+                        .as_ref()
+                        .map_or(0, |s| s.playing.load(Ordering::Relaxed));
+                    crate::systemd::status_text(&health.snapshot(), &ready_status, viewers)
+                },
+            ))
+        };
         let stats_task = {
             let fanout = fanout.clone();
             let stats = stats.clone();

@@ -4,7 +4,7 @@
 //!
 //! Writers update small pieces; readers take a [`Snapshot`].
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The source's state.
@@ -67,6 +67,9 @@ pub struct Health {
     source_detail: Mutex<Option<String>>,
     privacy: AtomicBool,
     pushes: Mutex<Vec<Arc<PushHealth>>>,
+    /// Bumped by the capture loop each time round (a frame, a wait for the
+    /// camera, a slate): the watchdog's sign of life.
+    heartbeat: AtomicU64,
 }
 
 impl Default for Health {
@@ -76,6 +79,7 @@ impl Default for Health {
             source_detail: Mutex::new(None),
             privacy: AtomicBool::new(false),
             pushes: Mutex::new(Vec::new()),
+            heartbeat: AtomicU64::new(0),
         }
     }
 }
@@ -84,7 +88,7 @@ impl Default for Health {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub source: SourceState,
-    /// Why the source is not delivering, e.g. `camera gone, retry in 4 s`.
+    /// Why the source is not delivering, e.g. `camera gone, retrying in 4 s`.
     pub source_detail: Option<String>,
     pub privacy: bool,
     /// (name, up, detail) per push target.
@@ -115,6 +119,16 @@ impl Health {
 
     pub fn source(&self) -> SourceState {
         SourceState::from_u8(self.source.load(Ordering::Relaxed))
+    }
+
+    /// Called by the capture loop whenever it makes progress.
+    pub fn beat(&self) {
+        self.heartbeat.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How often the capture loop has made progress.
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed)
     }
 
     /// The privacy switch: when on, capture stops and viewers stay connected.

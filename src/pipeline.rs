@@ -460,6 +460,9 @@ impl Pipeline {
         let kf = self.handles.fanout.keyframe_request().clone();
         let mut st = RunState::new(self.handles.health.source());
         loop {
+            // A sign of life for the watchdog: each turn of this loop (a
+            // frame, a nap while the camera is away or paused) counts.
+            self.handles.health.beat();
             if self.handles.stop.load(Ordering::Relaxed) {
                 return Ok(Ended::Stopped);
             }
@@ -587,7 +590,7 @@ impl Pipeline {
                 let delay = self.backoff.next_delay();
                 st.retry_at = Instant::now() + delay;
                 st.fault_since.get_or_insert_with(Instant::now);
-                let detail = format!("{e}, retry in {}", secs(delay));
+                let detail = format!("{e}, retrying in {}", secs(delay));
                 if st.reported != SourceState::Fault || e.message != st.last_error {
                     log::warn!("{detail}");
                 } else {
@@ -617,7 +620,7 @@ impl Pipeline {
                 let delay = self.backoff.next_delay();
                 st.retry_at = Instant::now() + delay;
                 st.fault_since = Some(Instant::now());
-                let detail = format!("{e}, retry in {}", secs(delay));
+                let detail = format!("{e}, retrying in {}", secs(delay));
                 log::warn!("{detail}");
                 st.report(health, SourceState::Fault, Some(detail));
                 st.last_error = e.message;

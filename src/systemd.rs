@@ -1,6 +1,7 @@
-//! systemd service notifications (sd_notify(3)): `READY=1` once the first
-//! frame has been encoded, `STATUS=` with the stats line, `WATCHDOG=1` while
-//! frames keep leaving the encoder, `STOPPING=1` on the way out.
+//! systemd service notifications (sd_notify(3)): `READY=1` once the
+//! listeners are up and the capture thread runs (camera or not), `STATUS=`
+//! with what the device is doing and the stats line, `WATCHDOG=1` while the
+//! capture loop makes progress, `STOPPING=1` on the way out.
 //!
 //! A tiny datagram writer of our own rather than a crate: it keeps one
 //! unbound socket, supports abstract socket names (`@...`), and never blocks
@@ -13,14 +14,12 @@
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::health::Health;
-use crate::stats::PipelineStats;
+use crate::health::{Health, Snapshot, SourceState};
 
-/// How often [`supervise`] looks for the first frame before `READY=1`.
-const READY_POLL: Duration = Duration::from_millis(50);
+/// How often [`supervise`] looks for a change of status.
+const STATUS_POLL: Duration = Duration::from_millis(500);
 
 /// A connection to the service manager's notification socket.
 pub struct Notifier {
@@ -137,29 +136,29 @@ fn one_line(s: &str) -> String {
 
 /// Decides at each watchdog tick whether the service is healthy.
 ///
-/// Healthy means a frame left the encoder since the previous tick, or the
-/// privacy pause is on: a pause is deliberate, frames stop by design, and
-/// the process is still answering (this very tick runs on the async side,
-/// which also serves RTSP). Anything else (no first frame yet, a camera
-/// fault the source cannot recover from, a wedged encoder) stops the pings,
-/// and systemd restarts the service after `WatchdogSec=`.
+/// Healthy means the capture loop went round since the previous tick
+/// ([`Health::heartbeat`]): a frame, a wait for a missing camera, a reopen
+/// attempt, the privacy pause and the "no signal" slate all count, since the
+/// program recovers those by itself. Only a wedged loop (a capture or encode
+/// call that never returns, a deadlock) stops the pings, and systemd
+/// restarts the service after `WatchdogSec=`.
 #[derive(Debug, Clone)]
 pub struct WatchdogPolicy {
-    last_frames: u64,
+    last_beat: u64,
 }
 
 impl WatchdogPolicy {
-    pub fn new(frames_total: u64) -> Self {
+    pub fn new(heartbeat: u64) -> Self {
         Self {
-            last_frames: frames_total,
+            last_beat: heartbeat,
         }
     }
 
-    /// `frames_total`: frames encoded so far; `paused`: privacy pause on.
-    pub fn tick(&mut self, frames_total: u64, paused: bool) -> bool {
-        let progressed = frames_total > self.last_frames;
-        self.last_frames = frames_total;
-        progressed || paused
+    /// `heartbeat`: the capture loop's progress counter now.
+    pub fn tick(&mut self, heartbeat: u64) -> bool {
+        let progressed = heartbeat != self.last_beat;
+        self.last_beat = heartbeat;
+        progressed
     }
 }
 
@@ -168,38 +167,61 @@ pub fn ping_interval(timeout: Duration) -> Duration {
     (timeout / 2).max(Duration::from_millis(10))
 }
 
-/// Sends `READY=1` (with `status`) once the first frame is encoded, then
-/// feeds the watchdog while [`WatchdogPolicy`] says so. Runs until dropped.
-pub async fn supervise(
-    notifier: Arc<Notifier>,
-    stats: Arc<PipelineStats>,
-    health: Arc<Health>,
-    status: String,
-) {
+/// What the device is doing, for `STATUS=`: `streaming` while frames flow,
+/// else why not ("camera /dev/video0 is not there, retrying in 4 s"), then
+/// the number of viewers.
+pub fn status_text(health: &Snapshot, streaming: &str, viewers: usize) -> String {
+    let what = match health.source {
+        SourceState::Delivering => streaming.to_string(),
+        SourceState::Paused => "privacy pause (sending the slate)".to_string(),
+        SourceState::Starting if health.privacy => "privacy pause (sending the slate)".to_string(),
+        SourceState::Starting => format!("{streaming} (waiting for the first frame)"),
+        SourceState::Fault => health
+            .source_detail
+            .clone()
+            .unwrap_or_else(|| "source fault".into()),
+    };
+    let s = if viewers == 1 { "" } else { "s" };
+    format!("{what}; {viewers} viewer{s}")
+}
+
+/// Sends `READY=1` (with the first status) at once: it runs once the
+/// listeners are bound and the capture thread is started, camera or not.
+/// Then feeds the watchdog while [`WatchdogPolicy`] says so, and updates
+/// `STATUS=` from `status` whenever it changes. Runs until dropped.
+pub async fn supervise(notifier: Arc<Notifier>, health: Arc<Health>, status: impl Fn() -> String) {
     if !notifier.enabled() {
         return;
     }
-    let frames = || stats.frames_total.load(Ordering::Relaxed);
-    while frames() == 0 {
-        smol::Timer::after(READY_POLL).await;
-    }
-    notifier.ready(&status);
-    let Some(timeout) = notifier.watchdog() else {
-        return;
-    };
-    let mut policy = WatchdogPolicy::new(frames());
+    let mut last_status = status();
+    notifier.ready(&last_status);
+    let timeout = notifier.watchdog();
+    let tick = timeout.map_or(STATUS_POLL, |t| ping_interval(t).min(STATUS_POLL));
+    let mut policy = WatchdogPolicy::new(health.heartbeat());
     let mut feeding = true;
+    let mut next_ping = Instant::now();
     loop {
-        smol::Timer::after(ping_interval(timeout)).await;
-        let healthy = policy.tick(frames(), health.snapshot().paused());
+        smol::Timer::after(tick).await;
+        let now_status = status();
+        if now_status != last_status {
+            notifier.status(&now_status);
+            last_status = now_status;
+        }
+        let Some(timeout) = timeout else { continue };
+        if Instant::now() < next_ping {
+            continue;
+        }
+        next_ping = Instant::now() + ping_interval(timeout);
+        let healthy = policy.tick(health.heartbeat());
         if healthy {
             notifier.watchdog_ping();
             if !feeding {
-                log::info!("watchdog: frames flow again");
+                log::info!("watchdog: the capture loop is running again");
             }
         } else if feeding {
             log::warn!(
-                "watchdog: no frame encoded in the last {:.1} s; systemd restarts the service if this goes on for {:.1} s",
+                "watchdog: the capture loop made no progress in {:.1} s (a capture or encode call \
+                 is stuck); systemd restarts the service if this goes on for {:.1} s",
                 ping_interval(timeout).as_secs_f64(),
                 timeout.as_secs_f64()
             );
@@ -229,15 +251,28 @@ mod tests {
     }
 
     #[test]
-    fn policy_feeds_only_on_progress_or_pause() {
+    fn policy_feeds_only_while_the_loop_goes_round() {
         let mut p = WatchdogPolicy::new(0);
-        assert!(!p.tick(0, false), "no frame yet");
-        assert!(p.tick(5, false));
-        assert!(p.tick(9, false));
-        assert!(!p.tick(9, false), "stalled");
-        assert!(p.tick(9, true), "paused on purpose");
-        assert!(!p.tick(9, false), "pause over, still no frames");
-        assert!(p.tick(10, false));
+        assert!(!p.tick(0), "no progress yet");
+        assert!(p.tick(5));
+        assert!(p.tick(9));
+        assert!(!p.tick(9), "wedged");
+        assert!(p.tick(10));
+    }
+
+    #[test]
+    fn status_says_what_the_device_does() {
+        let mut h = Health::new().snapshot();
+        h.source = SourceState::Fault;
+        h.source_detail = Some("camera /dev/video0 is not there, retrying in 4 s".into());
+        assert_eq!(
+            status_text(&h, "streaming", 2),
+            "camera /dev/video0 is not there, retrying in 4 s; 2 viewers"
+        );
+        h.source = SourceState::Delivering;
+        assert_eq!(status_text(&h, "streaming x", 1), "streaming x; 1 viewer");
+        h.source = SourceState::Paused;
+        assert!(status_text(&h, "", 0).starts_with("privacy pause"));
     }
 
     fn socket(dir: &std::path::Path) -> (UnixDatagram, std::path::PathBuf) {
@@ -289,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn supervise_waits_for_the_first_frame() {
+    fn supervise_is_ready_at_once_and_pings_while_the_loop_beats() {
         let dir = std::env::temp_dir().join(format!("edgestream-sdv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (sock, path) = socket(&dir);
@@ -300,32 +335,45 @@ mod tests {
             )
             .unwrap(),
         );
-        let stats = Arc::new(PipelineStats::default());
         let health = Health::new();
-        let task = smol::spawn(supervise(
-            n,
-            stats.clone(),
-            health.clone(),
-            "streaming".into(),
-        ));
-        sock.set_nonblocking(true).unwrap();
-        std::thread::sleep(Duration::from_millis(400));
-        let mut buf = [0u8; 256];
-        assert!(sock.recv(&mut buf).is_err(), "nothing before a frame");
-        sock.set_nonblocking(false).unwrap();
-        stats.record(100, Duration::from_millis(1), true, false);
-        assert_eq!(recv(&sock), "READY=1\nSTATUS=streaming");
-        // No more frames: no pings. Privacy pause: pings again.
+        let h = health.clone();
+        let task = smol::spawn(supervise(n, health.clone(), move || {
+            status_text(&h.snapshot(), "streaming", 0)
+        }));
+        // Ready before any frame or heartbeat.
+        assert_eq!(
+            recv(&sock),
+            "READY=1\nSTATUS=streaming (waiting for the first frame); 0 viewers"
+        );
+        // No heartbeat: no pings (a wedged loop).
         sock.set_nonblocking(true).unwrap();
         std::thread::sleep(Duration::from_millis(500));
+        let mut buf = [0u8; 256];
         let mut pings = 0;
-        while sock.recv(&mut buf).is_ok() {
-            pings += 1;
+        while let Ok(n) = sock.recv(&mut buf) {
+            pings += usize::from(&buf[..n] == b"WATCHDOG=1");
         }
-        assert_eq!(pings, 0, "pinged without frames");
-        health.set_privacy(true);
+        assert_eq!(pings, 0, "pinged without progress");
+        // The loop beats (waiting for a camera counts): pings, and the
+        // status follows the source.
+        health.set_source(SourceState::Fault, Some("camera gone".into()));
+        let beat = std::thread::spawn(move || {
+            for _ in 0..40 {
+                health.beat();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
         sock.set_nonblocking(false).unwrap();
-        assert_eq!(recv(&sock), "WATCHDOG=1");
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let m = recv(&sock);
+            if !seen.contains(&m) {
+                seen.push(m);
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, ["STATUS=camera gone; 0 viewers", "WATCHDOG=1"]);
+        beat.join().unwrap();
         drop(task);
         std::fs::remove_dir_all(dir).ok();
     }

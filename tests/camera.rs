@@ -19,7 +19,7 @@ fn a_missing_camera_is_waited_for_not_fatal() {
         "{log}"
     );
     assert!(
-        log.contains(&format!("camera {missing} is not there, retry in 0.5 s")),
+        log.contains(&format!("camera {missing} is not there, retrying in 0.5 s")),
         "{log}"
     );
     assert!(log.contains("(not there yet)"), "{log}");

@@ -1,8 +1,11 @@
 //! systemd notifications from the real binary, received on a real unix
 //! datagram socket given as NOTIFY_SOCKET, with WATCHDOG_USEC set.
 //!
-//! The source is a .y4m stream through a named pipe that the test writes
-//! frame by frame, so it can stop delivering (a stuck camera) and resume.
+//! Two set-ups: a camera that is not there (READY at once, WATCHDOG all
+//! through the absence, STATUS says why), and a .y4m stream through a named
+//! pipe that the test writes frame by frame. A file source is read with a
+//! blocking read, so when the writer stops, the capture loop hangs inside
+//! the read: that is the wedged pipeline the watchdog exists for.
 
 mod common;
 
@@ -80,16 +83,89 @@ fn feed(tx: &mpsc::Sender<Feed>, frames: usize) {
         .expect("the writer did not finish");
 }
 
+fn notify_socket(dir: &std::path::Path) -> (std::path::PathBuf, Received) {
+    let notify = dir.join("notify");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    (notify, collect(sock))
+}
+
 #[test]
-fn ready_once_watchdog_only_while_frames_flow_status_carries_stats() {
+fn no_camera_ready_at_once_watchdog_all_through_the_absence() {
+    let dir = temp_dir("systemd-nocam");
+    let (notify, got) = notify_socket(&dir);
+    let missing = "/dev/video-edgestream-test-missing";
+    let t0 = Instant::now();
+    // WATCHDOG_USEC = 0.6 s: pings every 0.3 s; the absence below lasts
+    // 20 timeouts, with the reopen backoff growing to its 10 s cap.
+    let es = Edgestream::start_with_env(
+        &["--source", missing, "--size", "160x120"],
+        &[
+            ("NOTIFY_SOCKET", notify.to_str().unwrap()),
+            ("WATCHDOG_USEC", "600000"),
+        ],
+    );
+    let deadline = t0 + Duration::from_secs(2);
+    let ready = loop {
+        let r = got
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, m)| m.starts_with("READY=1"))
+            .map(|(t, m)| (*t, m.clone()));
+        if let Some(r) = r {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no READY=1 within 2 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(ready.0 - t0 < Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(12));
+    let end = Instant::now();
+    // Every 0.6 s window of the absence holds a ping.
+    let pings: Vec<Instant> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, m)| *t >= ready.0 && m == "WATCHDOG=1")
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(pings.len() >= 30, "{} pings in 12 s", pings.len());
+    let mut last = ready.0;
+    for t in pings.iter().copied().chain([end]) {
+        assert!(
+            t - last < Duration::from_millis(600),
+            "a gap of {:?} without WATCHDOG=1",
+            t - last
+        );
+        last = t;
+    }
+    let statuses: Vec<String> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, m)| m.lines().find_map(|l| l.strip_prefix("STATUS=")))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        statuses.iter().any(|s| s
+            .starts_with(&format!("camera {missing} is not there, retrying in"))
+            && s.ends_with("; 0 viewers")),
+        "{statuses:?}"
+    );
+    assert!(!es.log_text().contains("watchdog:"), "{}", es.log_text());
+    let status = es.stop();
+    assert!(status.success(), "{status}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn ready_at_once_watchdog_stops_only_while_the_pipeline_hangs() {
     let dir = temp_dir("systemd-notify");
     let fifo = dir.join("camera.y4m");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo(3) with a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-    let notify = dir.join("notify");
-    let sock = UnixDatagram::bind(&notify).unwrap();
-    let got = collect(sock);
+    let (notify, got) = notify_socket(&dir);
 
     let (tx, rx) = mpsc::channel();
     let w = {
@@ -106,18 +182,8 @@ fn ready_once_watchdog_only_while_frames_flow_status_carries_stats() {
     );
     let t0 = Instant::now();
 
-    // Started, but no frame yet: neither READY nor WATCHDOG.
+    // Started, no frame yet: READY at once.
     std::thread::sleep(Duration::from_millis(1500));
-    let quiet = got.lock().unwrap().clone();
-    assert!(
-        quiet.is_empty(),
-        "notified before the first frame: {quiet:?}"
-    );
-
-    // Frames flow for 3 s: READY once, then pings.
-    let a = Instant::now();
-    feed(&tx, 3 * FPS as usize);
-    let a_end = Instant::now();
     let ready: Vec<String> = got
         .lock()
         .unwrap()
@@ -127,14 +193,19 @@ fn ready_once_watchdog_only_while_frames_flow_status_carries_stats() {
         .collect();
     assert_eq!(ready.len(), 1, "{ready:?}");
     assert!(
-        ready[0].contains("STATUS=streaming") && ready[0].contains("rtsp://127.0.0.1:"),
+        ready[0].contains("STATUS=") && ready[0].contains("rtsp://127.0.0.1:"),
         "{ready:?}"
     );
+
+    // Frames flow for 3 s: pings.
+    let a = Instant::now();
+    feed(&tx, 3 * FPS as usize);
+    let a_end = Instant::now();
     let pings_a = count(&got, "WATCHDOG=1", a, a_end);
     assert!(pings_a >= 3, "{pings_a} pings in 3 s of frames");
 
-    // The source stalls for 4 s: after one more tick (0.5 s, plus margin),
-    // no pings, and the log says why.
+    // The writer stops: the capture loop hangs in its read for 4 s. After
+    // one more tick (0.5 s, plus margin), no pings, and the log says why.
     std::thread::sleep(Duration::from_secs(4));
     let b_end = Instant::now();
     let stalled = count(
@@ -143,9 +214,10 @@ fn ready_once_watchdog_only_while_frames_flow_status_carries_stats() {
         a_end + Duration::from_millis(1200),
         b_end,
     );
-    assert_eq!(stalled, 0, "pinged while no frames were encoded");
+    assert_eq!(stalled, 0, "pinged while the pipeline hung");
     assert!(
-        es.log_text().contains("watchdog: no frame encoded"),
+        es.log_text()
+            .contains("watchdog: the capture loop made no progress"),
         "{}",
         es.log_text()
     );
@@ -155,7 +227,10 @@ fn ready_once_watchdog_only_while_frames_flow_status_carries_stats() {
     let c_end = Instant::now();
     let pings_c = count(&got, "WATCHDOG=1", b_end, c_end);
     assert!(pings_c >= 2, "{pings_c} pings after frames resumed");
-    assert!(es.log_text().contains("watchdog: frames flow again"));
+    assert!(
+        es.log_text()
+            .contains("watchdog: the capture loop is running again")
+    );
 
     // The stats line (every 10 s) goes to STATUS= as well.
     let deadline = t0 + Duration::from_secs(40);

@@ -6,13 +6,13 @@
 # systemd-container), on a throwaway root (a copy of /etc, the host's /usr
 # under an overlay that adds the binary as /usr/local/bin/edgestream, a
 # private network), and checks that
-#   - the service becomes active only via READY=1 and shows the stats line
+#   - the service becomes active via READY=1 and shows the stats line
 #     as its status, with the watchdog being fed;
 #   - it runs as the edgestream user in group video, with no capabilities,
 #     no_new_privs and a seccomp filter, and ffprobe decodes its stream;
 #   - SIGTERM (systemctl stop) ends it cleanly;
-#   - a source that stops delivering (a .y4m through a named pipe) makes
-#     systemd kill it on the watchdog (WatchdogSec=6s in a drop-in here) and
+#   - a source whose read hangs (a .y4m through a named pipe whose writer
+#     stops: a wedged capture loop) makes systemd kill it on the watchdog (WatchdogSec=6s in a drop-in here) and
 #     restart it.
 # Manual (needs root and systemd-nspawn; about a minute), not part of .ci/run.
 set -uo pipefail
@@ -120,7 +120,7 @@ EOF
 writer=$!
 for _ in $(seq 60); do [ "$(prop NRestarts)" -ge 1 ] 2>/dev/null && break; sleep 0.5; done
 journal=$(inside journalctl -u edgestream --no-pager -o cat)
-check "edgestream logs the stall" grep -q "watchdog: no frame encoded" <<<"$journal"
+check "edgestream logs the stall" grep -q "watchdog: the capture loop made no progress" <<<"$journal"
 check "systemd kills it on the watchdog" grep -q "Watchdog timeout (limit 6s)" <<<"$journal"
 check "and restarts it" [ "$(prop NRestarts)" -ge 1 ]
 kill "$writer" 2>/dev/null
