@@ -260,7 +260,8 @@ pub fn run(config: Config) -> Result<(), String> {
         )?,
         (None, Some(source)) => Pipeline::new(source, &opts, handles, config.frames)?,
         (None, None) => return Err("no source".into()),
-    };
+    }
+    .with_slate(config.width, config.height, Fraction::new(config.fps, 1));
 
     let server = match config.rtsp {
         Some(listen) => {

@@ -5,34 +5,31 @@
 //!
 //! A camera is reopened when it fails: a capture error, no frame for 2 s or
 //! the device vanishing closes it, and it is opened again after a backoff
-//! (0.5 s doubling to 10 s). Viewers stay connected meanwhile and get a
-//! keyframe as soon as frames come back. The privacy switch closes the
-//! camera (its LED goes off) until it is turned off again.
+//! (0.5 s doubling to 10 s). Viewers stay connected meanwhile, see the "no
+//! signal" slate ([`crate::slate`]) and get a keyframe as soon as frames
+//! come back. The privacy switch closes the camera (its LED goes off) until
+//! it is turned off again. When to open, close, retry and send the slate is
+//! decided by the pure [`crate::reopen::Policy`]; this loop carries it out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::backoff::Backoff;
 use crate::convert::{self, I420Buffer};
 use crate::encode::{Encoder, EncoderSettings};
-use crate::fanout::{Fanout, KeyframePacer};
+use crate::fanout::{Fanout, KeyframePacer, KeyframeRequest};
 use crate::h264::ParameterSets;
 use crate::health::{Health, SourceState};
 use crate::media::{EncodedFrame, Fraction, Frame, Image, PixelFormat, StreamInfo};
+use crate::reopen::{Action, Policy, SLATE_INTERVAL, SlateReason};
+use crate::slate::Slate;
 use crate::source::{FrameSource, SourceError, SourceFormat};
 use crate::stats::PipelineStats;
 
 /// Forced keyframes are at most this frequent, however many sinks ask.
 pub const MIN_FORCED_KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 
-/// First wait before reopening a failed camera. A USB camera that glitched
-/// usually re-enumerates within a second, so the first retry comes quickly.
-pub const RETRY_MIN: Duration = Duration::from_millis(500);
-/// Longest wait between reopen attempts: a camera plugged in later is
-/// picked up within 10 s, while a missing one costs one attempt (and at most
-/// one debug log line) per 10 s.
-pub const RETRY_MAX: Duration = Duration::from_secs(10);
+pub use crate::reopen::{RETRY_MAX, RETRY_MIN};
 
 /// How often the loop looks at the stop and privacy flags while it waits.
 const IDLE_TICK: Duration = Duration::from_millis(50);
@@ -146,10 +143,19 @@ impl Coder {
 
     /// Sets up x264 (or passthrough) for a source's format, unless it is
     /// already set up for the same one.
+    /// An encoder is kept when only the source's pixel format changes but
+    /// x264 takes the same input (a YUYV camera and the I420 slate): no new
+    /// SPS/PPS for the viewers then.
     fn prepare(&mut self, f: &SourceFormat) -> Result<(), String> {
-        if self.format.as_ref().is_some_and(|c| {
-            (c.width, c.height, c.fps, c.pixel_format) == (f.width, f.height, f.fps, f.pixel_format)
-        }) {
+        let same = |c: &SourceFormat| {
+            (c.width, c.height, c.fps) == (f.width, f.height, f.fps)
+                && (c.pixel_format == f.pixel_format
+                    || (matches!(self.kind, CoderKind::X264(_))
+                        && x264_input(c.pixel_format).is_some()
+                        && x264_input(c.pixel_format) == x264_input(f.pixel_format)))
+        };
+        if self.format.as_ref().is_some_and(same) {
+            self.format = Some(f.clone());
             return Ok(());
         }
         if f.pixel_format == PixelFormat::H264 {
@@ -168,16 +174,11 @@ impl Coder {
             self.format = Some(f.clone());
             return Ok(());
         }
-        let input = match f.pixel_format {
-            PixelFormat::Nv12 => PixelFormat::Nv12,
-            PixelFormat::I420 | PixelFormat::Yuyv | PixelFormat::Uyvy => PixelFormat::I420,
-            PixelFormat::Mjpeg if cfg!(feature = "mjpeg") => PixelFormat::I420,
-            other => {
-                return Err(format!(
-                    "{}: {other} input is not supported in this build",
-                    f.description
-                ));
-            }
+        let Some(input) = x264_input(f.pixel_format) else {
+            return Err(format!(
+                "{}: {} input is not supported in this build",
+                f.description, f.pixel_format
+            ));
         };
         let settings = EncoderSettings {
             width: f.width,
@@ -306,6 +307,17 @@ impl Coder {
     }
 }
 
+/// What x264 is fed for a source's pixel format (after conversion), if it
+/// can take it at all.
+fn x264_input(f: PixelFormat) -> Option<PixelFormat> {
+    match f {
+        PixelFormat::Nv12 => Some(PixelFormat::Nv12),
+        PixelFormat::I420 | PixelFormat::Yuyv | PixelFormat::Uyvy => Some(PixelFormat::I420),
+        PixelFormat::Mjpeg if cfg!(feature = "mjpeg") => Some(PixelFormat::I420),
+        _ => None,
+    }
+}
+
 /// Tells every sink the stream's parameters.
 fn announce(fanout: &Fanout, bitrate_kbps: u32, f: &SourceFormat, params: ParameterSets) {
     fanout.set_stream_info(StreamInfo {
@@ -324,32 +336,31 @@ struct RunState {
     /// The source state last reported (one log line per change).
     reported: SourceState,
     last_error: String,
-    /// When a closed camera may be opened again.
-    retry_at: Instant,
     fault_since: Option<Instant>,
-    opened_at: Instant,
     /// The next frame must be an IDR (after a reopen or a pause).
     force_next: bool,
+    /// The privacy pause as last logged.
     paused: bool,
     last_pts: Option<Duration>,
     /// The open source's description, for messages (cloned once per open).
     description: String,
+    /// The size the camera last delivered: the slate's size, so viewers
+    /// need no new SPS/PPS when the slate comes on.
+    last_size: Option<(u32, u32, Fraction)>,
 }
 
 impl RunState {
     fn new(reported: SourceState) -> Self {
-        let now = Instant::now();
         Self {
             count: 0,
             reported,
             last_error: String::new(),
-            retry_at: now,
             fault_since: None,
-            opened_at: now,
             force_next: false,
             paused: false,
             last_pts: None,
             description: String::new(),
+            last_size: None,
         }
     }
 
@@ -378,16 +389,10 @@ pub struct Pipeline {
     handles: Handles,
     frame_limit: Option<u64>,
     pacer: KeyframePacer,
-    backoff: Backoff,
-}
-
-/// Sleeps until `until`, at most one idle tick (the loop then looks at the
-/// stop and privacy flags again).
-fn nap_until(until: Instant) {
-    let now = Instant::now();
-    if until > now {
-        std::thread::sleep((until - now).min(IDLE_TICK));
-    }
+    /// When to open, close, retry, and send the slate (pure; driven here).
+    policy: Policy,
+    /// The "no signal" card, if enabled ([`Pipeline::with_slate`]).
+    slate: Option<Slate>,
 }
 
 impl Pipeline {
@@ -400,7 +405,14 @@ impl Pipeline {
         frame_limit: Option<u64>,
     ) -> Result<Self, String> {
         let f = source.format().clone();
-        let mut p = Self::with_input(Input::Fixed(source), opts, handles, frame_limit);
+        let mut p = Self::with_input(
+            Input::Fixed(source),
+            true,
+            false,
+            opts,
+            handles,
+            frame_limit,
+        );
         p.coder.prepare(&f)?;
         Ok(p)
     }
@@ -424,6 +436,8 @@ impl Pipeline {
                 name: name.into(),
                 current: first,
             },
+            format.is_some(),
+            true,
             opts,
             handles,
             frame_limit,
@@ -436,6 +450,8 @@ impl Pipeline {
 
     fn with_input(
         input: Input,
+        open: bool,
+        reopens: bool,
         opts: &EncodeOptions,
         handles: Handles,
         frame_limit: Option<u64>,
@@ -446,13 +462,25 @@ impl Pipeline {
             handles,
             frame_limit,
             pacer: KeyframePacer::new(MIN_FORCED_KEYFRAME_INTERVAL),
-            backoff: Backoff::new(RETRY_MIN, RETRY_MAX),
+            policy: Policy::new(crate::clock::monotonic_now(), open, reopens),
+            slate: None,
         }
+    }
+
+    /// While the source is down (missing, unplugged, stalled, paused for
+    /// privacy), encode a "no signal" card at about 2 fps, so viewers and
+    /// push targets keep getting a stream. Drawn at the size the camera last
+    /// delivered, else at `width`x`height`. With no camera at the start, the
+    /// card's stream parameters are announced at once (DESCRIBE answers).
+    pub fn with_slate(mut self, width: u32, height: u32, fps: Fraction) -> Self {
+        self.slate = Some(Slate::new(width, height, fps));
+        self.policy = self.policy.with_slate(SLATE_INTERVAL);
+        self
     }
 
     /// Changes the reopen backoff (tests).
     pub fn set_backoff(&mut self, min: Duration, max: Duration) {
-        self.backoff = Backoff::new(min, max);
+        self.policy.set_backoff(min, max);
     }
 
     /// Runs until stopped, the frame limit, the end of the source, or an error.
@@ -461,13 +489,39 @@ impl Pipeline {
         let mut st = RunState::new(self.handles.health.source());
         loop {
             // A sign of life for the watchdog: each turn of this loop (a
-            // frame, a nap while the camera is away or paused) counts.
+            // frame, a nap while the camera is away or paused, a slate)
+            // counts.
             self.handles.health.beat();
             if self.handles.stop.load(Ordering::Relaxed) {
                 return Ok(Ended::Stopped);
             }
-            if self.privacy(&mut st) || !self.ensure_open(&mut st)? {
-                continue;
+            let now = crate::clock::monotonic_now();
+            let action = self.policy.poll(now, self.handles.health.privacy());
+            self.follow_privacy(&mut st);
+            match action {
+                Action::Read => {}
+                Action::Open => {
+                    self.open(&mut st, now)?;
+                    continue;
+                }
+                Action::Close => {
+                    if let Input::Reopen { current, .. } = &mut self.input {
+                        *current = None;
+                    }
+                    continue;
+                }
+                Action::Slate { reason, idr } => {
+                    self.send_slate(&mut st, &kf, reason, idr)?;
+                    self.policy.slate_sent(now);
+                    if self.frame_limit.is_some_and(|n| st.count >= n) {
+                        return Ok(Ended::FrameLimit);
+                    }
+                    continue;
+                }
+                Action::Wait(d) => {
+                    std::thread::sleep(d.min(IDLE_TICK));
+                    continue;
+                }
             }
             let source: &mut Box<dyn FrameSource> = match &mut self.input {
                 Input::Fixed(s) => s,
@@ -506,8 +560,9 @@ impl Pipeline {
                     continue;
                 }
             };
+            self.policy.delivered(crate::clock::monotonic_now());
             match coded {
-                Coded::Frame(f) => self.publish(&mut st, f, took, force),
+                Coded::Frame(f) => self.publish(&mut st, f, took, force, true),
                 Coded::Skipped => continue,
                 Coded::AwaitingKeyframe => {
                     st.force_next = true;
@@ -520,60 +575,55 @@ impl Pipeline {
         }
     }
 
-    /// Follows the privacy switch: closes the camera when it goes on and
-    /// marks a fresh start when it goes off. Returns whether paused.
-    fn privacy(&mut self, st: &mut RunState) -> bool {
-        let health = &self.handles.health;
-        if health.privacy() {
-            if !st.paused {
-                st.paused = true;
-                let closed = match &mut self.input {
-                    Input::Reopen { current, name, .. } => {
-                        current.take().map(|_| format!(", {name} closed"))
-                    }
-                    Input::Fixed(_) => None,
-                };
-                log::info!(
-                    "privacy pause: capture stopped{}; viewers stay connected",
-                    closed.unwrap_or_default()
-                );
-                st.report(health, SourceState::Paused, None);
-            }
-            std::thread::sleep(IDLE_TICK);
-            return true;
+    /// Logs and reports the privacy pause going on or off (the policy has
+    /// already decided what to close and reopen).
+    fn follow_privacy(&mut self, st: &mut RunState) {
+        let paused = self.policy.paused();
+        if paused == st.paused {
+            return;
         }
-        if st.paused {
-            st.paused = false;
+        st.paused = paused;
+        let health = &self.handles.health;
+        if paused {
+            let closed = match &self.input {
+                Input::Reopen {
+                    current: Some(_),
+                    name,
+                    ..
+                } => format!(", {name} closed"),
+                _ => String::new(),
+            };
+            let slate = if self.slate.is_some() {
+                "they see the privacy card"
+            } else {
+                "they see the last picture"
+            };
+            log::info!("privacy pause: capture stopped{closed}; viewers stay connected ({slate})");
+            st.report(health, SourceState::Paused, None);
+        } else {
             log::info!("privacy pause off: resuming capture");
             st.report(health, SourceState::Starting, None);
             st.force_next = true;
-            st.retry_at = Instant::now();
-            self.backoff.reset();
         }
-        false
     }
 
-    /// Opens the camera if it is closed and its retry time has come.
-    /// Returns whether a source is ready to read.
-    fn ensure_open(&mut self, st: &mut RunState) -> Result<bool, String> {
+    /// Opens the camera (the policy says it is time), or for a fixed
+    /// source, resumes reading after the privacy pause.
+    fn open(&mut self, st: &mut RunState, now: Duration) -> Result<(), String> {
         let Input::Reopen { open, current, .. } = &mut self.input else {
-            return Ok(true);
+            self.policy.opened(now);
+            st.force_next = true;
+            return self.coder.prepare(&self.input_format());
         };
-        if current.is_some() {
-            return Ok(true);
-        }
-        if Instant::now() < st.retry_at {
-            nap_until(st.retry_at);
-            return Ok(false);
-        }
         let health = &self.handles.health;
         match open() {
             Ok(s) => {
                 let f = s.format().clone();
                 st.description.clear();
                 *current = Some(s);
-                st.opened_at = Instant::now();
+                self.policy.opened(now);
                 st.force_next = true;
+                st.last_size = Some((f.width, f.height, f.fps));
                 log::debug!(
                     "{}: opened, {}x{} at {} fps",
                     f.description,
@@ -583,12 +633,10 @@ impl Pipeline {
                 );
                 self.coder.prepare(&f).inspect_err(|e| {
                     health.set_source(SourceState::Fault, Some(e.clone()));
-                })?;
-                Ok(true)
+                })
             }
             Err(e) if e.recoverable => {
-                let delay = self.backoff.next_delay();
-                st.retry_at = Instant::now() + delay;
+                let delay = self.policy.open_failed(now);
                 st.fault_since.get_or_insert_with(Instant::now);
                 let detail = format!("{e}, retrying in {}", secs(delay));
                 if st.reported != SourceState::Fault || e.message != st.last_error {
@@ -598,13 +646,64 @@ impl Pipeline {
                 }
                 st.report(health, SourceState::Fault, Some(detail));
                 st.last_error = e.message;
-                Ok(false)
+                Ok(())
             }
             Err(e) => {
                 health.set_source(SourceState::Fault, Some(e.message.clone()));
                 Err(e.message)
             }
         }
+    }
+
+    /// The fixed source's format (a test pattern after the pause).
+    fn input_format(&self) -> SourceFormat {
+        match &self.input {
+            Input::Fixed(s) => s.format().clone(),
+            Input::Reopen { current, .. } => current
+                .as_ref()
+                .map(|s| s.format().clone())
+                .or_else(|| self.coder.format.clone())
+                .unwrap_or_else(|| SourceFormat {
+                    width: 16,
+                    height: 16,
+                    fps: Fraction::new(1, 1),
+                    pixel_format: PixelFormat::I420,
+                    description: String::new(),
+                }),
+        }
+    }
+
+    /// Encodes and publishes one slate frame.
+    fn send_slate(
+        &mut self,
+        st: &mut RunState,
+        kf: &KeyframeRequest,
+        reason: SlateReason,
+        idr: bool,
+    ) -> Result<(), String> {
+        let Some(slate) = &mut self.slate else {
+            return Ok(());
+        };
+        if let Some((w, h, fps)) = st.last_size {
+            let f = slate.format();
+            if (f.width, f.height, f.fps) != (w, h, fps) {
+                *slate = Slate::new(w, h, fps);
+            }
+        }
+        let format = slate.format().clone();
+        self.coder.prepare(&format)?;
+        slate.draw(reason, SystemTime::now());
+        let pts = st.monotonic(crate::clock::monotonic_now());
+        let force = idr || self.pacer.should_force(kf, pts);
+        let frame = slate.frame(pts).map_err(|e| e.message)?;
+        let started = Instant::now();
+        let coded = self.coder.code(frame, pts, force, &format.description)?;
+        if let Coded::Frame(f) = coded {
+            self.publish(st, f, started.elapsed(), force, false);
+        }
+        // The camera's first frame after this is an IDR again.
+        st.force_next = true;
+        Ok(())
     }
 
     /// A camera that failed in a way waiting may fix is closed and reopened
@@ -614,11 +713,7 @@ impl Pipeline {
         if let Input::Reopen { current, .. } = &mut self.input {
             if e.recoverable {
                 *current = None;
-                if st.opened_at.elapsed() >= RETRY_MAX {
-                    self.backoff.reset();
-                }
-                let delay = self.backoff.next_delay();
-                st.retry_at = Instant::now() + delay;
+                let delay = self.policy.failed(crate::clock::monotonic_now());
                 st.fault_since = Some(Instant::now());
                 let detail = format!("{e}, retrying in {}", secs(delay));
                 log::warn!("{detail}");
@@ -636,15 +731,17 @@ impl Pipeline {
         Err(msg)
     }
 
-    /// Publishes a coded frame and records that frames are flowing.
+    /// Publishes a coded frame; `from_source`: a camera frame (not the
+    /// slate), which records that frames are flowing.
     fn publish(
         &mut self,
         st: &mut RunState,
         encoded: Arc<EncodedFrame>,
         took: Duration,
         forced: bool,
+        from_source: bool,
     ) {
-        if forced || encoded.keyframe {
+        if from_source && (forced || encoded.keyframe) {
             st.force_next = false;
         }
         if encoded.keyframe {
@@ -656,26 +753,24 @@ impl Pipeline {
             .stats
             .record(encoded.annex_b().len(), took, encoded.keyframe, forced);
         self.handles.fanout.publish(encoded);
-        if st.reported != SourceState::Delivering {
-            match (st.reported, st.fault_since.take()) {
-                (SourceState::Fault, Some(t)) => {
-                    log::info!(
-                        "{}: frames again after {}",
-                        st.description,
-                        secs(t.elapsed())
-                    )
-                }
-                (SourceState::Paused | SourceState::Starting, _) if st.count > 0 => {
-                    log::info!("{}: frames again", st.description)
-                }
-                _ => {}
-            }
-            st.report(&self.handles.health, SourceState::Delivering, None);
-        }
-        if st.opened_at.elapsed() >= RETRY_MAX {
-            self.backoff.reset();
-        }
         st.count += 1;
+        if !from_source || st.reported == SourceState::Delivering {
+            return;
+        }
+        match (st.reported, st.fault_since.take()) {
+            (SourceState::Fault, Some(t)) => {
+                log::info!(
+                    "{}: frames again after {}",
+                    st.description,
+                    secs(t.elapsed())
+                )
+            }
+            (SourceState::Paused | SourceState::Starting, _) if st.count > 1 => {
+                log::info!("{}: frames again", st.description)
+            }
+            _ => {}
+        }
+        st.report(&self.handles.health, SourceState::Delivering, None);
     }
 }
 
@@ -786,7 +881,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap_and_resets() {
-        let mut b = Backoff::new(RETRY_MIN, RETRY_MAX);
+        let mut b = crate::backoff::Backoff::new(RETRY_MIN, RETRY_MAX);
         let waits: Vec<f64> = (0..7).map(|_| b.next_delay().as_secs_f64()).collect();
         assert_eq!(waits, vec![0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]);
         b.reset();
@@ -1026,6 +1121,54 @@ mod tests {
             "new SPS/PPS announced"
         );
         assert_ne!(frames[0].parameter_sets().unwrap(), info.params);
+    }
+
+    #[test]
+    fn the_slate_covers_a_missing_camera_and_follows_its_size() {
+        let counters = Arc::new(Counters::default());
+        let (h, sub) = handles();
+        let fanout = h.fanout.clone();
+        let health = h.health.clone();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let open: Opener =
+            {
+                let counters = counters.clone();
+                let attempts = attempts.clone();
+                Box::new(move || match attempts.fetch_add(1, Ordering::Relaxed) {
+                    // Missing twice, then there at another size than the
+                    // configured one for 5 frames, then gone for good.
+                    2 => Ok(Box::new(FakeCamera::sized(&counters, Some(5), 32, 24))
+                        as Box<dyn FrameSource>),
+                    _ => Err(SourceError::recoverable("camera /dev/fake is not there")),
+                })
+            };
+        let mut p = Pipeline::reopening(open, None, "camera /dev/fake", &opts(), h, Some(7))
+            .unwrap()
+            .with_slate(64, 48, Fraction::new(25, 1));
+        p.set_backoff(Duration::from_millis(100), Duration::from_millis(100));
+        assert_eq!(p.run().unwrap(), Ended::FrameLimit);
+        let frames = drain(&sub);
+        assert_eq!(frames.len(), 7);
+        let keys: Vec<usize> = (0..7).filter(|&i| frames[i].keyframe).collect();
+        // The slate at once (IDR), the camera's IDR, the slate again (IDR).
+        assert_eq!(
+            keys,
+            vec![0, 1, 6],
+            "{:?}",
+            frames.iter().map(|f| f.pts).collect::<Vec<_>>()
+        );
+        let slate_ps = frames[0].parameter_sets().unwrap();
+        let camera_ps = frames[1].parameter_sets().unwrap();
+        assert_ne!(slate_ps, camera_ps, "a new SPS for the camera's size");
+        assert_eq!(
+            frames[6].parameter_sets().unwrap(),
+            camera_ps,
+            "the slate takes the camera's size: no new SPS"
+        );
+        let info = fanout.stream_info().unwrap();
+        assert_eq!((info.width, info.height), (32, 24));
+        assert_eq!(health.source(), SourceState::Fault);
+        assert!(attempts.load(Ordering::Relaxed) >= 3);
     }
 
     #[test]
