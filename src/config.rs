@@ -13,6 +13,9 @@ use serde::Deserialize;
 use crate::rtsp::auth::User;
 use crate::source::Pace;
 
+/// Connections one address may open beyond `max-viewers` by default.
+pub const PER_IP_SPARE: usize = 8;
+
 /// What `--print-config` prints instead of a password.
 const HIDDEN: &str = ":<hidden>";
 
@@ -147,7 +150,8 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Most RTSP connections from one client address. [default: 10]
+    /// Most RTSP connections from one client address (an NVR, a proxy or a
+    /// NAT'd office is one address). [default: max-viewers + 8, so 40]
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
@@ -446,7 +450,7 @@ impl Default for Config {
             rtsp_users_file: None,
             rtsp_basic_auth: false,
             max_connections: 512,
-            max_connections_per_ip: 10,
+            max_connections_per_ip: 32 + PER_IP_SPARE,
             max_request_bytes: 8192,
             max_requests_per_second: 20,
             handshake_timeout: 10,
@@ -721,6 +725,11 @@ impl Config {
         if let Some((v, o)) = pick(cli.max_viewers, file.max_viewers, "max-viewers", path) {
             c.max_viewers = in_range(v, &o, 1, 1024, "")?;
         }
+        if cli.max_connections_per_ip.is_none() && file.max_connections_per_ip.is_none() {
+            // Never below what one legitimate client may use: every viewer
+            // slot, plus spare connections for DESCRIBE probes and retries.
+            c.max_connections_per_ip = c.max_viewers + PER_IP_SPARE;
+        }
         if let Some((v, o)) = pick(cli.log_level.clone(), file.log_level, "log-level", path) {
             c.log_level = parse_log_level(&v).ok_or_else(|| {
                 ConfigError(format!(
@@ -977,6 +986,15 @@ mod tests {
         let c = Config::load(&cli(&[])).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.rtsp.unwrap().port(), 8554);
+    }
+
+    #[test]
+    fn the_per_address_limit_follows_max_viewers_unless_set() {
+        let c = from_toml("max-viewers = 100", &[]).unwrap();
+        assert_eq!(c.max_connections_per_ip, 100 + PER_IP_SPARE);
+        let c = from_toml("max-viewers = 100", &["--max-connections-per-ip", "4"]).unwrap();
+        assert_eq!(c.max_connections_per_ip, 4);
+        assert!(Config::default().max_connections_per_ip > Config::default().max_viewers);
     }
 
     #[test]

@@ -24,7 +24,7 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             max_connections: 512,
-            max_connections_per_ip: 10,
+            max_connections_per_ip: 40,
             max_requests_per_second: 20,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),

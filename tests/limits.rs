@@ -1,0 +1,38 @@
+//! Connection limits with the default config never refuse a legitimate
+//! viewer: 16 ffmpeg viewers from one address (127.0.0.1, as an NVR or a
+//! NAT'd office would be) all play.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn sixteen_ffmpeg_viewers_from_one_address_all_play_with_the_default_config() {
+    let dir = temp_dir("limits");
+    let es = Edgestream::start(&["--size", "160x120", "--fps", "15"]);
+    let viewers: Vec<_> = (0..16)
+        .map(|i| {
+            let url = es.url.clone();
+            let out = dir.join(format!("v{i}.mkv"));
+            std::thread::spawn(move || {
+                let transport = if i % 2 == 0 { "tcp" } else { "udp" };
+                ffmpeg_record(&url, transport, 3, &out);
+                out
+            })
+        })
+        .collect();
+    for (i, v) in viewers.into_iter().enumerate() {
+        let out = v.join().unwrap_or_else(|_| panic!("viewer {i} failed"));
+        let frames = probe_frames(&out);
+        assert!(
+            frames.len() >= 30,
+            "viewer {i}: {} frames in 3 s",
+            frames.len()
+        );
+        assert!(frames[0].0, "viewer {i}: first frame not a keyframe");
+    }
+    let log = es.log_text();
+    assert!(!log.contains("503"), "{log}");
+    assert!(es.stop().success());
+    std::fs::remove_dir_all(dir).ok();
+}
