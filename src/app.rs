@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use smol::stream::StreamExt;
 
-use crate::config::{Config, GpioLine, SourceSpec};
+use crate::config::{Cli, Config, GpioLine, SourceSpec};
 use crate::fanout::{Fanout, KeyframeRequest};
 use crate::health::{Health, SourceState};
 use crate::media::Fraction;
 use crate::pipeline::{EncodeOptions, Ended, Handles, Opener, Pipeline};
+use crate::reload::{PipelineThread, PushRun, Reload};
 use crate::rtsp::auth::Authenticator;
 use crate::rtsp::limits::LimitSettings;
 use crate::rtsp::parse::Limits;
@@ -167,30 +168,18 @@ fn raise_fd_limit(want: u64) {
     }
 }
 
-/// What ended the run.
-enum End {
-    Signal(i32),
-    Pipeline(Result<Ended, String>),
-}
-
-/// Runs everything. Returns when stopped; the error is a runtime failure.
-pub fn run(config: Config) -> Result<(), String> {
-    // First of all, so a signal during startup still stops cleanly (an
-    // unhandled SIGTERM or SIGUSR1 would kill the process).
-    let mut signals = async_signal::Signals::new([
-        async_signal::Signal::Int,
-        async_signal::Signal::Term,
-        async_signal::Signal::Usr1,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    if config.rtsp.is_some() {
-        raise_fd_limit(config.max_connections as u64 + 64);
-    }
+/// Opens the configured source (a camera that is not there yet is waited
+/// for) and builds the pipeline over it; also returns the format it starts
+/// with, for the banner.
+pub fn build_pipeline(
+    config: &Config,
+    handles: Handles,
+) -> Result<(Pipeline, SourceFormat), String> {
     // A camera that is not there (yet) is not fatal: the pipeline keeps
     // trying. Other sources must open now.
     let (source, camera) = match &config.source {
         SourceSpec::Device(path) => {
-            let mut open = camera_opener(&config, path);
+            let mut open = camera_opener(config, path);
             match open() {
                 Ok(s) => (Some(s), Some((open, path.clone()))),
                 Err(e) if e.recoverable => {
@@ -200,7 +189,7 @@ pub fn run(config: Config) -> Result<(), String> {
                 Err(e) => return Err(e.message),
             }
         }
-        _ => (Some(open_source(&config)?), None),
+        _ => (Some(open_source(config)?), None),
     };
     let fmt = match &source {
         Some(s) => s.format().clone(),
@@ -224,30 +213,10 @@ pub fn run(config: Config) -> Result<(), String> {
             fmt.fps
         );
     }
-    // Push targets (validated with the config; parsed again here).
-    let push_targets = config
-        .push
-        .iter()
-        .map(|url| crate::push::PushTarget::parse(url).map_err(|e| format!("--push: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let keyframes = Arc::new(KeyframeRequest::default());
-    let fanout = Fanout::new(keyframes);
-    let stats = Arc::new(PipelineStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let health = Health::new();
-    let notifier = Arc::new(Notifier::from_env());
-    // Shows "starting" from here on; the LED goes dark when this is dropped.
-    let _status = StatusThread::start(&config, health.clone());
     let opts = EncodeOptions {
         bitrate_kbps: config.bitrate,
         keyint_seconds: config.keyint,
         threads: config.threads,
-    };
-    let handles = Handles {
-        fanout: fanout.clone(),
-        stats: stats.clone(),
-        health: health.clone(),
-        stop: stop.clone(),
     };
     let pipeline = match (camera, source) {
         (Some((open, path)), first) => Pipeline::reopening(
@@ -262,6 +231,62 @@ pub fn run(config: Config) -> Result<(), String> {
         (None, None) => return Err("no source".into()),
     }
     .with_slate(config.width, config.height, Fraction::new(config.fps, 1));
+    Ok((pipeline, fmt))
+}
+
+/// What the main loop waits for.
+enum Event {
+    Signal(Option<std::io::Result<async_signal::Signal>>),
+    Done(Result<(u64, Result<Ended, String>), smol::channel::RecvError>),
+}
+
+/// What ended the run.
+enum End {
+    Signal(i32),
+    Pipeline(Result<Ended, String>),
+}
+
+/// Runs everything. Returns when stopped; the error is a runtime failure.
+pub fn run(config: Config) -> Result<(), String> {
+    run_reloadable(config, None)
+}
+
+/// [`run`], with SIGHUP reloading the configuration from `cli` (its
+/// `--config` file, then its flags, as at startup).
+pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
+    // First of all, so a signal during startup still stops cleanly (an
+    // unhandled SIGTERM, SIGUSR1 or SIGHUP would kill the process).
+    let mut signals = async_signal::Signals::new([
+        async_signal::Signal::Int,
+        async_signal::Signal::Term,
+        async_signal::Signal::Usr1,
+        async_signal::Signal::Hup,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if config.rtsp.is_some() {
+        raise_fd_limit(config.max_connections as u64 + 64);
+    }
+    // Push targets (validated with the config; parsed again here).
+    let push_targets = config
+        .push
+        .iter()
+        .map(|url| crate::push::PushTarget::parse(url).map_err(|e| format!("--push: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keyframes = Arc::new(KeyframeRequest::default());
+    let fanout = Fanout::new(keyframes);
+    let stats = Arc::new(PipelineStats::default());
+    let health = Health::new();
+    let notifier = Arc::new(Notifier::from_env());
+    // Shows "starting" from here on; the LED goes dark when this is dropped.
+    let _status = StatusThread::start(&config, health.clone());
+    let pipe_stop = Arc::new(AtomicBool::new(false));
+    let handles = Handles {
+        fanout: fanout.clone(),
+        stats: stats.clone(),
+        health: health.clone(),
+        stop: pipe_stop.clone(),
+    };
+    let (pipeline, fmt) = build_pipeline(&config, handles)?;
 
     let server = match config.rtsp {
         Some(listen) => {
@@ -314,16 +339,13 @@ pub fn run(config: Config) -> Result<(), String> {
 
     // Before the encoder starts, so push targets subscribe in time for the
     // first keyframe.
-    let pushers = crate::push::Pushers::start(&push_targets, &fanout, &health);
-    let (done_tx, done_rx) = smol::channel::bounded(1);
-    let thread = std::thread::Builder::new()
-        .name("capture-encode".into())
-        .spawn(move || {
-            let result = pipeline.run();
-            let _ = done_tx.send_blocking(result.clone());
-            result
-        })
-        .map_err(|e| format!("cannot start the encoder thread: {e}"))?;
+    let mut pushers: Vec<PushRun> = push_targets
+        .iter()
+        .map(|t| PushRun::start(t, &fanout, &health))
+        .collect();
+    let (done_tx, done_rx) = smol::channel::bounded(4);
+    let mut pipe = PipelineThread::spawn(pipeline, pipe_stop, 0, done_tx.clone())?;
+    let control = server.as_ref().map(|s| s.control());
 
     let result = smol::block_on(async {
         let _server_task = server.map(|s| smol::spawn(s.run()));
@@ -383,48 +405,75 @@ pub fn run(config: Config) -> Result<(), String> {
                 }
             })
         };
-        let end = smol::future::or(
-            async {
-                loop {
-                    match signals.next().await {
-                        // SIGUSR1 flips the privacy pause (like the button).
-                        Some(Ok(async_signal::Signal::Usr1)) => {
-                            let on = health.toggle_privacy();
-                            log::info!("SIGUSR1: privacy pause {}", if on { "on" } else { "off" });
-                        }
-                        Some(Ok(sig)) => break End::Signal(sig as i32),
-                        _ => std::future::pending().await,
+        let mut running = config.clone();
+        let end = loop {
+            let event = smol::future::or(async { Event::Signal(signals.next().await) }, async {
+                Event::Done(done_rx.recv().await)
+            })
+            .await;
+            match event {
+                // SIGUSR1 flips the privacy pause (like the button).
+                Event::Signal(Some(Ok(async_signal::Signal::Usr1))) => {
+                    let on = health.toggle_privacy();
+                    log::info!("SIGUSR1: privacy pause {}", if on { "on" } else { "off" });
+                }
+                Event::Signal(Some(Ok(async_signal::Signal::Hup))) => {
+                    let Some(new) = crate::reload::reread(cli.as_ref()) else {
+                        continue;
+                    };
+                    let mut ctx = Reload {
+                        pushers: &mut pushers,
+                        control: control.as_ref(),
+                        fanout: &fanout,
+                        stats: &stats,
+                        health: &health,
+                        done: &done_tx,
+                    };
+                    match ctx.apply(&running, &new, &mut pipe).await {
+                        Ok(()) => running = new,
+                        Err(e) => break End::Pipeline(Err(e)),
                     }
                 }
-            },
-            async {
-                End::Pipeline(
-                    done_rx
-                        .recv()
-                        .await
-                        .unwrap_or(Err("the encoder thread died".into())),
-                )
-            },
-        )
-        .await;
+                Event::Signal(Some(Ok(sig))) => break End::Signal(sig as i32),
+                Event::Signal(_) => {
+                    break loop {
+                        // No more signals: wait for the pipeline alone.
+                        match done_rx.recv().await {
+                            Ok((g, result)) if g == pipe.generation => break End::Pipeline(result),
+                            Ok(_) => {}
+                            Err(_) => break End::Pipeline(Err("the encoder thread died".into())),
+                        }
+                    };
+                }
+                Event::Done(Ok((generation, result))) if generation == pipe.generation => {
+                    break End::Pipeline(result);
+                }
+                // A pipeline replaced by a reload reporting its end.
+                Event::Done(Ok(_)) => {}
+                Event::Done(Err(_)) => {
+                    break End::Pipeline(Err("the encoder thread died".into()));
+                }
+            }
+        };
         drop(stats_task);
         // Push targets say goodbye (RTMP: FCUnpublish, deleteStream) within
         // about a second, then the process exits.
-        pushers.stop(crate::push::STOP_GRACE).await;
-        Ok::<_, String>(end)
+        let stopping: Vec<_> = pushers
+            .into_iter()
+            .map(|p| smol::spawn(p.pushers.stop(crate::push::STOP_GRACE)))
+            .collect();
+        for task in stopping {
+            task.await;
+        }
+        notifier.stopping("stopping");
+        let joined = pipe.stop().await;
+        Ok::<_, String>((end, joined))
     })?;
-
-    notifier.stopping("stopping");
-    stop.store(true, Ordering::Relaxed);
-    let joined = thread.join();
+    let (result, joined) = result;
     match result {
         End::Signal(sig) => {
             log::info!("stopping on signal {sig}");
-            match joined {
-                Ok(Err(e)) => Err(e),
-                Ok(Ok(_)) => Ok(()),
-                Err(_) => Err("the encoder thread panicked".into()),
-            }
+            joined.map(|_| ())
         }
         End::Pipeline(Ok(Ended::FrameLimit)) => {
             log::info!(

@@ -159,6 +159,15 @@ impl Health {
         p
     }
 
+    /// Forgets a push target that was removed (a reload); the last one
+    /// registered under `name`.
+    pub fn remove_push(&self, name: &str) {
+        let mut pushes = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = pushes.iter().rposition(|p| p.name == name) {
+            pushes.remove(i);
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             source: self.source(),

@@ -23,6 +23,7 @@ pub mod media;
 pub mod netif;
 pub mod pipeline;
 pub mod push;
+pub mod reload;
 pub mod reopen;
 pub mod rtmp;
 pub mod rtp;

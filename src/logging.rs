@@ -52,18 +52,23 @@ impl Log for JournalLogger {
     fn flush(&self) {}
 }
 
-/// Installs the logger. Call once, before starting threads.
+/// Installs the logger. Call once, before starting threads. The level is
+/// `log`'s global maximum, so a reload can change it with
+/// `log::set_max_level`.
 pub fn init(level: LevelFilter) {
     let result = if under_systemd() {
-        log::set_boxed_logger(Box::new(JournalLogger { level })).map(|()| log::set_max_level(level))
+        log::set_boxed_logger(Box::new(JournalLogger {
+            level: LevelFilter::Trace,
+        }))
     } else {
         simple_logger::SimpleLogger::new()
-            .with_level(level)
+            .with_level(LevelFilter::Trace)
             .with_utc_timestamps()
             .init()
     };
-    if let Err(e) = result {
-        eprintln!("edgestream: logging already initialized: {e}");
+    match result {
+        Ok(()) => log::set_max_level(level),
+        Err(e) => eprintln!("edgestream: logging already initialized: {e}"),
     }
 }
 

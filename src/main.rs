@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         };
     }
     edgestream::logging::init(config.log_level);
-    match edgestream::app::run(config) {
+    match edgestream::app::run_reloadable(config, Some(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -11,4 +11,4 @@ pub mod sdp;
 pub mod server;
 pub mod session;
 
-pub use server::{RtspServer, ServerOptions, ServerStats};
+pub use server::{RtspServer, ServerControl, ServerOptions, ServerStats};

@@ -84,7 +84,8 @@ pub struct ServerStats {
 }
 
 struct Viewers {
-    max: usize,
+    /// Changed live by [`ServerControl::update`].
+    max: AtomicUsize,
     stats: Arc<ServerStats>,
 }
 
@@ -93,7 +94,7 @@ impl Admission for Viewers {
         self.stats
             .sessions
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
+                (n < self.max.load(Ordering::Relaxed)).then_some(n + 1)
             })
             .is_ok()
     }
@@ -105,7 +106,9 @@ impl Admission for Viewers {
 
 struct Shared {
     opts: ServerOptions,
-    settings: Arc<Settings>,
+    /// Session settings (users) and connection limits as now configured:
+    /// replaced on reload, read when a connection is accepted.
+    live: Mutex<(Arc<Settings>, LimitSettings)>,
     fanout: Arc<Fanout>,
     udp: Option<Arc<UdpPair>>,
     viewers: Viewers,
@@ -138,8 +141,33 @@ impl Shared {
         }
     }
 
+    fn live(&self) -> (Arc<Settings>, LimitSettings) {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn millis_since_epoch(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+}
+
+/// Changes a running server's users and limits (a reload). Connections
+/// accepted from then on get them; open ones, and their viewers, carry on.
+pub struct ServerControl(Arc<Shared>);
+
+impl ServerControl {
+    pub fn update(
+        &self,
+        auth: Option<Arc<crate::rtsp::auth::Authenticator>>,
+        limits: LimitSettings,
+        max_viewers: usize,
+    ) {
+        let mut live = self.0.live.lock().unwrap_or_else(|e| e.into_inner());
+        let settings = Settings {
+            auth,
+            ..Settings::clone(&live.0)
+        };
+        *live = (Arc::new(settings), limits);
+        self.0.viewers.max.store(max_viewers, Ordering::Relaxed);
     }
 }
 
@@ -171,11 +199,11 @@ impl RtspServer {
             listener,
             shared: Arc::new(Shared {
                 viewers: Viewers {
-                    max: opts.max_viewers,
+                    max: AtomicUsize::new(opts.max_viewers),
                     stats: stats.clone(),
                 },
+                live: Mutex::new((settings, opts.limits)),
                 opts,
-                settings,
                 fanout,
                 udp,
                 stats,
@@ -201,6 +229,11 @@ impl RtspServer {
         self.shared.stats.clone()
     }
 
+    /// A handle to change users and limits while the server runs.
+    pub fn control(&self) -> ServerControl {
+        ServerControl(self.shared.clone())
+    }
+
     /// Accepts connections until the future is dropped.
     pub async fn run(self) {
         let shared = self.shared;
@@ -222,7 +255,7 @@ impl RtspServer {
                         .conn_table
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .admit(peer.ip(), &shared.opts.limits);
+                        .admit(peer.ip(), &shared.live().1);
                     match admitted {
                         Ok(()) => {
                             shared.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -375,12 +408,12 @@ impl ConnTask {
                 .local_addr()
                 .map(|a| a.ip())
                 .unwrap_or(shared.opts.listen.ip()),
-            conn: Connection::new(shared.settings.clone(), peer, now),
+            conn: Connection::new(shared.live().0, peer, now),
             activity: Arc::new(AtomicU64::new(0)),
             buf: vec![0u8; pl.max_header_bytes + pl.max_body_bytes + 64 * 1024],
             filled: 0,
             media: None,
-            bucket: TokenBucket::new(shared.opts.limits.max_requests_per_second, now),
+            bucket: TokenBucket::new(shared.live().1.max_requests_per_second, now),
             pending_since: Some(now),
             started: now,
             stream,
