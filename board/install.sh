@@ -14,6 +14,8 @@
 #   /etc/edgestream/edgestream.toml             (0644; an existing one is kept
 #                                                and PROFILE goes beside it as
 #                                                edgestream.toml.new)
+#   /etc/edgestream/users, if there is one       (made 0600 edgestream:edgestream,
+#                                                for rtsp-users-file = "users")
 # creates the system user `edgestream` in the groups that own cameras (video)
 # and, where it exists, GPIO chips (gpio, on Raspberry Pi OS), then enables
 # and starts the service (not with --no-start).
@@ -99,6 +101,13 @@ for g in video gpio; do
   fi
 done
 echo "$prog: edgestream is in the groups: $(id -nG edgestream)"
+# An RTSP users file (rtsp-users-file = "users"): systemd starts edgestream as
+# the edgestream user, which must be able to read it; nobody else may.
+if [ -f "$etc/users" ]; then
+  chown edgestream:edgestream "$etc/users"
+  chmod 0600 "$etc/users"
+  echo "$prog: $etc/users is 0600 edgestream:edgestream"
+fi
 
 systemctl daemon-reload
 if [ "$start" = 1 ]; then

@@ -32,7 +32,18 @@ pub fn load_users_file(path: &Path) -> Result<Vec<User>, String> {
             "{shown} is open to group or others (mode {mode:04o}); run `chmod 600 {shown}`"
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // Under the unit, systemd starts edgestream as its own user: the
+            // file must belong to it (board/install.sh sees to that).
+            format!(
+                "cannot read {shown}: {e}; the user edgestream runs as must own it: \
+                 `install -m 0600 -o edgestream -g edgestream FILE {shown}`"
+            )
+        } else {
+            format!("cannot read {shown}: {e}")
+        }
+    })?;
     let mut users = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -57,7 +68,8 @@ pub fn load_users_file(path: &Path) -> Result<Vec<User>, String> {
         With no arguments it streams a moving test pattern at rtsp://<host>:8554/live.\n\
         Every flag can also be set in the --config file under the same name without the dashes \
         (e.g. `rtsp-path = \"/live\"`); flags override the file.\n\n\
-        SIGUSR1 toggles the privacy pause (camera closed, viewers stay connected).\n\n\
+        SIGUSR1 toggles the privacy pause (camera closed, viewers stay connected); \
+        SIGHUP rereads the --config file.\n\n\
         Exit status: 0 on a clean stop (also SIGINT/SIGTERM, --frames, end of file), \
         1 on a runtime failure, 2 on bad usage or configuration."
 )]
@@ -223,7 +235,7 @@ struct FileConfig {
     session_timeout: Option<u64>,
     max_viewers: Option<usize>,
     log_level: Option<String>,
-    rtsp_user: Option<Vec<String>>,
+    rtsp_user: Option<StringList>,
     rtsp_users_file: Option<PathBuf>,
     rtsp_basic_auth: Option<bool>,
     max_connections: Option<usize>,
@@ -235,6 +247,84 @@ struct FileConfig {
     led: Option<String>,
     button: Option<String>,
     camera_format: Option<String>,
+}
+
+/// A key that takes one string or a list of strings (`rtsp-user`).
+#[derive(Debug, Default, Clone)]
+struct StringList(Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = StringList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StringList, E> {
+                Ok(StringList(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StringList, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    v.push(s);
+                }
+                Ok(StringList(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The closest of `candidates` to an unknown `key`, if it is close enough
+/// to be a typo (at most a third of its letters differ).
+pub fn did_you_mean<'a>(
+    key: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    /// Edit distance with transpositions (optimal string alignment).
+    fn distance(a: &str, b: &str) -> usize {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+        for (i, row) in d.iter_mut().enumerate() {
+            row[0] = i;
+        }
+        for (j, cell) in d[0].iter_mut().enumerate() {
+            *cell = j;
+        }
+        for i in 1..=a.len() {
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut v = (d[i - 1][j] + 1)
+                    .min(d[i][j - 1] + 1)
+                    .min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    v = v.min(d[i - 2][j - 2] + 1);
+                }
+                d[i][j] = v;
+            }
+        }
+        d[a.len()][b.len()]
+    }
+    candidates
+        .into_iter()
+        .map(|c| (distance(key, c), c))
+        .filter(|&(d, c)| d <= (key.len().max(c.len()) / 3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Adds "did you mean" to serde's unknown-field message, which names the
+/// field and lists the expected ones in backticks.
+fn suggest_key(msg: &str) -> Option<String> {
+    let rest = msg.split("unknown field `").nth(1)?;
+    let key = rest.split('`').next()?;
+    let expected = rest.split("expected one of ").nth(1)?;
+    let names = expected.split('`').skip(1).step_by(2);
+    did_you_mean(key, names).map(|m| format!("unknown key `{key}`: did you mean `{m}`?"))
 }
 
 /// The file's `push` key: a URL, a list of URLs, or `[[push]]` tables with
@@ -592,7 +682,10 @@ impl Config {
 
     fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
         toml::from_str(text).map_err(|e| {
-            let msg = e.to_string();
+            let mut msg = e.to_string();
+            if let Some(hint) = suggest_key(&msg) {
+                msg = format!("{hint}\n{msg}");
+            }
             ConfigError(format!(
                 "{}: {}",
                 path.display(),
@@ -789,7 +882,7 @@ impl Config {
         let users = if cli.rtsp_user.is_empty() {
             file.rtsp_user.clone().map(|u| {
                 (
-                    u,
+                    u.0,
                     Origin {
                         key: "rtsp-user",
                         file: path,
@@ -823,6 +916,13 @@ impl Config {
             "rtsp-users-file",
             path,
         ) {
+            // A relative path in the file is the file's neighbour (e.g.
+            // `rtsp-users-file = "users"` beside /etc/edgestream/edgestream.toml);
+            // on the command line it is relative to the working directory.
+            let v = match path.and_then(Path::parent) {
+                Some(dir) if cli.rtsp_users_file.is_none() && v.is_relative() => dir.join(v),
+                _ => v,
+            };
             c.rtsp_users
                 .extend(load_users_file(&v).map_err(|e| ConfigError(format!("{o}: {e}")))?);
             c.rtsp_users_file = Some(v);
@@ -986,6 +1086,47 @@ mod tests {
         let c = Config::load(&cli(&[])).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.rtsp.unwrap().port(), 8554);
+    }
+
+    #[test]
+    fn unknown_keys_get_a_suggestion() {
+        let e = from_toml("fsp = 10", &[]).unwrap_err().0;
+        assert!(e.contains("unknown key `fsp`: did you mean `fps`?"), "{e}");
+        let e = from_toml("max-viewer = 10", &[]).unwrap_err().0;
+        assert!(e.contains("did you mean `max-viewers`?"), "{e}");
+        let e = from_toml("frobnicate = 1", &[]).unwrap_err().0;
+        assert!(!e.contains("did you mean"), "{e}");
+        assert!(e.contains("unknown field `frobnicate`"), "{e}");
+        assert_eq!(
+            did_you_mean("rtsp-pth", ["rtsp", "rtsp-path"]),
+            Some("rtsp-path")
+        );
+    }
+
+    #[test]
+    fn rtsp_user_takes_a_string_or_a_list() {
+        let one = from_toml("rtsp-user = \"alice:pw\"", &[]).unwrap();
+        assert_eq!(one.rtsp_users.len(), 1);
+        let two = from_toml("rtsp-user = [\"alice:pw\", \"bob:pw\"]", &[]).unwrap();
+        assert_eq!(two.rtsp_users.len(), 2);
+        let e = from_toml("rtsp-user = 3", &[]).unwrap_err().0;
+        assert!(e.contains("a string or a list of strings"), "{e}");
+    }
+
+    #[test]
+    fn a_relative_users_file_is_beside_the_config_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("edgestream-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let users = dir.join("users");
+        std::fs::write(&users, "alice:secret\n").unwrap();
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let conf = dir.join("edgestream.toml");
+        std::fs::write(&conf, "rtsp-users-file = \"users\"\n").unwrap();
+        let c = Config::from_file(&conf).unwrap();
+        assert_eq!(c.rtsp_users.len(), 1);
+        assert_eq!(c.rtsp_users_file.as_deref(), Some(users.as_path()));
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
