@@ -384,7 +384,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
                         connections: server_stats
                             .as_ref()
                             .map_or(0, |s| s.connections.load(Ordering::Relaxed)),
-                        dropped: fanout.dropped_total(),
+                        dropped: fanout.take_drops(),
                         push: h
                             .pushes
                             .iter()

@@ -91,6 +91,27 @@ impl KeyframePacer {
 pub struct SinkStats {
     pub delivered: AtomicU64,
     pub dropped: AtomicU64,
+    /// Set by a sink that is not connected (a push target down or still
+    /// connecting): its drops count as "push target down", not as loss.
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+/// Frames not handed to a sink, by cause (see [`Fanout::take_drops`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    /// The sink's queue was full (a viewer or server too slow), and the
+    /// frames after that until the next keyframe.
+    pub too_slow: u64,
+    /// The sink was down (a push target reconnecting).
+    pub target_down: u64,
+    /// A new (or resynced) sink waiting for its first keyframe: normal.
+    pub waiting_for_keyframe: u64,
+}
+
+impl Drops {
+    pub fn total(&self) -> u64 {
+        self.too_slow + self.target_down + self.waiting_for_keyframe
+    }
 }
 
 struct Slot {
@@ -98,6 +119,8 @@ struct Slot {
     tx: Sender<Arc<EncodedFrame>>,
     /// Set when the sink lost a frame: nothing but a keyframe goes in next.
     need_keyframe: bool,
+    /// The wait for a keyframe follows a full queue (loss), not a join.
+    lost: bool,
     stats: Arc<SinkStats>,
 }
 
@@ -114,6 +137,9 @@ pub struct Fanout {
     keyframes: Arc<KeyframeRequest>,
     next_id: AtomicU64,
     dropped_total: AtomicU64,
+    /// Drops since the last [`Fanout::take_drops`]: too slow, target down,
+    /// waiting for a keyframe.
+    drops: [AtomicU64; 3],
     info_changed: event_listener::Event,
 }
 
@@ -124,6 +150,7 @@ impl Fanout {
             keyframes,
             next_id: AtomicU64::new(0),
             dropped_total: AtomicU64::new(0),
+            drops: Default::default(),
             info_changed: event_listener::Event::new(),
         })
     }
@@ -187,6 +214,7 @@ impl Fanout {
             id,
             tx,
             need_keyframe: true,
+            lost: false,
             stats: stats.clone(),
         });
         self.keyframes.request();
@@ -206,21 +234,32 @@ impl Fanout {
             let mut st = self.lock();
             st.last_pts = Some(frame.pts);
             for slot in st.slots.iter_mut() {
+                let cause = if slot.stats.down.load(Ordering::Relaxed) {
+                    1
+                } else if slot.lost || !slot.need_keyframe {
+                    0
+                } else {
+                    2
+                };
                 if slot.need_keyframe && !frame.keyframe {
                     slot.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.drops[cause].fetch_add(1, Ordering::Relaxed);
                     dropped += 1;
                     continue;
                 }
                 match slot.tx.try_send(frame.clone()) {
                     Ok(()) => {
                         slot.need_keyframe = false;
+                        slot.lost = false;
                         slot.stats.delivered.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(TrySendError::Full(_)) => {
                         slot.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.drops[usize::from(cause == 1)].fetch_add(1, Ordering::Relaxed);
                         dropped += 1;
                         if !slot.need_keyframe {
                             slot.need_keyframe = true;
+                            slot.lost = true;
                             want_keyframe = true;
                         }
                     }
@@ -242,6 +281,17 @@ impl Fanout {
         self.lock().slots.len()
     }
 
+    /// Frames dropped since the last call, by cause (the stats line's
+    /// interval).
+    pub fn take_drops(&self) -> Drops {
+        let take = |i: usize| self.drops[i].swap(0, Ordering::Relaxed);
+        Drops {
+            too_slow: take(0),
+            target_down: take(1),
+            waiting_for_keyframe: take(2),
+        }
+    }
+
     /// Frames dropped across all sinks since start.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total.load(Ordering::Relaxed)
@@ -254,6 +304,7 @@ impl Fanout {
     fn resync(&self, id: u64) {
         if let Some(slot) = self.lock().slots.iter_mut().find(|s| s.id == id) {
             slot.need_keyframe = true;
+            slot.lost = false;
         }
         self.keyframes.request();
     }
@@ -359,6 +410,33 @@ mod tests {
         assert_eq!(slow.try_recv().unwrap().seq, 8);
         assert!(!kf.take(), "one request per lag, not one per dropped frame");
         assert_eq!(fast.stats().dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn drops_are_counted_by_cause() {
+        let fan = Fanout::new(Arc::new(KeyframeRequest::default()));
+        // A new sink waits for a keyframe: normal.
+        let late = fan.subscribe(100);
+        fan.publish(frame(0, false));
+        // A slow sink: its queue fills, then it waits for a keyframe.
+        let slow = fan.subscribe(1);
+        let down = fan.subscribe(1);
+        down.stats().down.store(true, Ordering::Relaxed);
+        fan.publish(frame(1, true));
+        fan.publish(frame(2, false));
+        fan.publish(frame(3, false));
+        let d = fan.take_drops();
+        assert_eq!(
+            d,
+            Drops {
+                too_slow: 2,
+                target_down: 2,
+                waiting_for_keyframe: 1,
+            },
+            "late: 1 before its keyframe; slow: 2 once its queue filled; down: 2"
+        );
+        assert_eq!(fan.take_drops(), Drops::default(), "per interval");
+        drop((late, slow, down));
     }
 
     #[test]

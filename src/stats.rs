@@ -83,7 +83,8 @@ pub struct StatsLine {
     pub viewers: usize,
     /// Open RTSP connections (viewers, and clients that have not played).
     pub connections: usize,
-    pub dropped: u64,
+    /// Frames not handed to a sink in this interval, by cause.
+    pub dropped: crate::fanout::Drops,
     /// One entry per push target, e.g. `rtmp://h/live/x publishing`.
     pub push: Vec<String>,
     /// The source's state if not simply delivering (e.g. `camera retry in 4 s`).
@@ -105,8 +106,21 @@ impl std::fmt::Display for StatsLine {
             if self.viewers == 1 { "" } else { "s" },
             self.connections,
             if self.connections == 1 { "" } else { "s" },
-            self.dropped
+            self.dropped.total()
         )?;
+        let d = &self.dropped;
+        let causes: Vec<String> = [
+            (d.too_slow, "viewer/server too slow"),
+            (d.target_down, "push target down"),
+            (d.waiting_for_keyframe, "waiting for a keyframe"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
+        if !causes.is_empty() {
+            write!(f, " ({})", causes.join(", "))?;
+        }
         for p in &self.push {
             write!(f, ", push {p}")?;
         }
@@ -158,13 +172,22 @@ mod tests {
             elapsed: Duration::from_secs(10),
             viewers: 1,
             connections: 2,
-            dropped: 3,
+            dropped: crate::fanout::Drops {
+                too_slow: 0,
+                target_down: 1,
+                waiting_for_keyframe: 2,
+            },
             push: vec!["rtmp://h/live/x publishing".into()],
             source: None,
         };
         assert_eq!(
             line.to_string(),
-            "30.0 fps, encode 2.1/4.5 ms p50/p99, 1000 kbit/s, 1 viewer, 2 connections, 3 dropped, push rtmp://h/live/x publishing"
+            "30.0 fps, encode 2.1/4.5 ms p50/p99, 1000 kbit/s, 1 viewer, 2 connections, 3 dropped (1 push target down, 2 waiting for a keyframe), push rtmp://h/live/x publishing"
         );
+        let quiet = StatsLine {
+            dropped: Default::default(),
+            ..line
+        };
+        assert!(quiet.to_string().contains("connections, 0 dropped, push"));
     }
 }

@@ -239,6 +239,7 @@ impl Link {
                 return;
             }
             self.health.set(false, "connecting");
+            sub.stats().down.store(true, Ordering::Relaxed);
             log::debug!("push {}: connecting (attempt {})", self.name, number + 1);
             let mut attempt = Attempt {
                 number,
@@ -375,6 +376,7 @@ impl Link {
         }
         attempt.published_at = Some(Instant::now());
         self.health.set(true, "publishing");
+        sub.stats().down.store(false, Ordering::Relaxed);
         if let Note::Publishing { failures } = changes.published() {
             match down_since.take() {
                 Some(since) if failures > 0 => log::info!(

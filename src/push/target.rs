@@ -162,8 +162,11 @@ impl PushTarget {
         })
     }
 
-    /// The target as shown in logs and the stats line: RTMP stream names
-    /// (which are often stream keys) and query strings are hidden.
+    /// The target as shown in logs and the stats line: only secrets are
+    /// hidden, so two targets can be told apart. A query string is always
+    /// hidden (`?****`); an RTMP stream name that looks like a stream key
+    /// (see [`looks_like_a_key`]) is hidden (`****`), a readable one such
+    /// as `cam1` or `front-door` is shown.
     pub fn display_name(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
@@ -177,13 +180,32 @@ impl PushTarget {
                 } else {
                     format!(":{}", self.port)
                 };
-                format!("rtmp://{host}{port}/{}/****", p.app)
+                format!("rtmp://{host}{port}/{}/{}", p.app, mask_stream(&p.stream))
             }
             Protocol::Flv { stream_name } => {
                 format!("tcp://{host}:{}/{stream_name}", self.port)
             }
         }
     }
+}
+
+/// A stream name as shown: a key-like name becomes `****`, a query string
+/// `?****`.
+fn mask_stream(stream: &str) -> String {
+    let (name, query) = match stream.split_once('?') {
+        Some((n, _)) => (n, "?****"),
+        None => (stream, ""),
+    };
+    let name = if looks_like_a_key(name) { "****" } else { name };
+    format!("{name}{query}")
+}
+
+/// Whether an RTMP stream name is probably a secret stream key: longer than
+/// 12 characters (YouTube, Twitch and Facebook keys are 20 and more), or
+/// with 6 or more digits (`live_123456789_...`). Names people choose (`cam`,
+/// `cam1`, `front-door`) are shorter.
+pub fn looks_like_a_key(name: &str) -> bool {
+    name.chars().count() > 12 || name.chars().filter(char::is_ascii_digit).count() >= 6
 }
 
 /// Splits `host`, `host:port`, `[v6]` or `[v6]:port`.
@@ -222,25 +244,33 @@ mod tests {
         assert_eq!(p.app, "live");
         assert_eq!(p.stream, "cam1");
         assert_eq!(p.tc_url, "rtmp://server/live");
-        assert_eq!(t.display_name(), "rtmp://server/live/****");
+        assert_eq!(t.display_name(), "rtmp://server/live/cam1");
 
         let (t, p) = rtmp("rtmp://127.0.0.1:19350/app/inst/key-123?secret=x&y=1");
         assert_eq!(t.port, 19350);
         assert_eq!(p.app, "app/inst");
         assert_eq!(p.stream, "key-123?secret=x&y=1");
         assert_eq!(p.tc_url, "rtmp://127.0.0.1:19350/app/inst");
-        assert_eq!(t.display_name(), "rtmp://127.0.0.1:19350/app/inst/****");
+        assert_eq!(
+            t.display_name(),
+            "rtmp://127.0.0.1:19350/app/inst/key-123?****"
+        );
         assert!(!t.display_name().contains("secret"));
 
         let (t, p) = rtmp("rtmp://[::1]:1936/live/x");
         assert_eq!((t.host.as_str(), t.port), ("::1", 1936));
         assert_eq!(p.tc_url, "rtmp://[::1]:1936/live");
 
-        let (_, p) = rtmp("rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop");
+        let (t, p) = rtmp("rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop");
         assert_eq!(
             (p.app.as_str(), p.stream.as_str()),
             ("live2", "abcd-efgh-ijkl-mnop")
         );
+        assert_eq!(t.display_name(), "rtmp://a.rtmp.youtube.com/live2/****");
+        let (t, _) = rtmp("rtmp://live.twitch.tv/app/live_12345678_x");
+        assert_eq!(t.display_name(), "rtmp://live.twitch.tv/app/****");
+        let (t, _) = rtmp("rtmp://server/live/front-door");
+        assert_eq!(t.display_name(), "rtmp://server/live/front-door");
     }
 
     #[test]
