@@ -114,6 +114,7 @@ pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptio
             idle_timeout: Duration::from_secs(config.idle_timeout),
         },
         auth,
+        udp_ports: config.rtsp_udp_ports,
         ..ServerOptions::default()
     })
 }

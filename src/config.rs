@@ -184,6 +184,12 @@ pub struct Cli {
     /// Seconds an RTSP connection without a session may stay idle. [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub idle_timeout: Option<u64>,
+    /// UDP ports for RTP/RTCP over UDP, FIRST-LAST (e.g. 50000-50001), for a
+    /// firewall rule; the server takes the first free even/odd pair in it.
+    /// `auto`: a random pair. [default: auto]
+    #[arg(long, value_name = "FIRST-LAST|auto")]
+    pub rtsp_udp_ports: Option<String>,
+
     /// Status LED on a GPIO line: CHIP:LINE, e.g. gpiochip0:17 (a Raspberry Pi's
     /// BCM GPIO 17); append :active-low if the LED lights when the pin is low.
     /// [default: off]
@@ -247,6 +253,20 @@ struct FileConfig {
     led: Option<String>,
     button: Option<String>,
     camera_format: Option<String>,
+    rtsp_udp_ports: Option<String>,
+}
+
+/// `FIRST-LAST` (inclusive, holding an even port and the next) or `auto`
+/// (`Some(None)`); `None` is malformed.
+fn parse_port_range(s: &str) -> Option<Option<(u16, u16)>> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("auto") {
+        return Some(None);
+    }
+    let (a, b) = s.split_once('-')?;
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    let first_even = a.checked_add(a % 2)?;
+    (a > 0 && first_even < b).then_some(Some((a, b)))
 }
 
 /// A key that takes one string or a list of strings (`rtsp-user`).
@@ -462,6 +482,8 @@ pub struct Config {
     pub button: Option<GpioLine>,
     /// A camera pixel format to insist on; `None` picks the best.
     pub camera_format: Option<crate::media::PixelFormat>,
+    /// The range the RTP/RTCP UDP pair is taken from; `None`: random.
+    pub rtsp_udp_ports: Option<(u16, u16)>,
 }
 
 /// A GPIO line on a Linux GPIO character device (`/dev/gpiochipN`).
@@ -548,6 +570,7 @@ impl Default for Config {
             led: None,
             button: None,
             camera_format: None,
+            rtsp_udp_ports: None,
         }
     }
 }
@@ -844,6 +867,19 @@ impl Config {
             }
         }
         if let Some((v, o)) = pick(
+            cli.rtsp_udp_ports.clone(),
+            file.rtsp_udp_ports.clone(),
+            "rtsp-udp-ports",
+            path,
+        ) {
+            c.rtsp_udp_ports = parse_port_range(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "{o}: {v:?} is not a port range; write FIRST-LAST with room for an even \
+                     port and the next one, e.g. 50000-50001, or auto"
+                ))
+            })?;
+        }
+        if let Some((v, o)) = pick(
             cli.camera_format.clone(),
             file.camera_format,
             "camera-format",
@@ -1061,6 +1097,12 @@ impl Config {
             "camera-format",
             self.camera_format.map_or("auto", |p| p.fourcc()).into(),
         );
+        put(
+            "rtsp-udp-ports",
+            self.rtsp_udp_ports
+                .map_or_else(|| "auto".to_string(), |(a, b)| format!("{a}-{b}"))
+                .into(),
+        );
         toml::to_string(&t).unwrap_or_default()
     }
 }
@@ -1086,6 +1128,27 @@ mod tests {
         let c = Config::load(&cli(&[])).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.rtsp.unwrap().port(), 8554);
+    }
+
+    #[test]
+    fn udp_port_ranges() {
+        let c = from_toml("rtsp-udp-ports = \"50000-50001\"", &[]).unwrap();
+        assert_eq!(c.rtsp_udp_ports, Some((50000, 50001)));
+        assert!(c.to_toml().contains("rtsp-udp-ports = \"50000-50001\""));
+        let c = from_toml(
+            "rtsp-udp-ports = \"50000-50001\"",
+            &["--rtsp-udp-ports", "auto"],
+        );
+        assert_eq!(c.unwrap().rtsp_udp_ports, None);
+        for bad in ["50001-50002", "5-", "x", "60000-50000", "0-1"] {
+            let e = from_toml(&format!("rtsp-udp-ports = {bad:?}"), &[])
+                .unwrap_err()
+                .0;
+            assert!(
+                e.contains("`rtsp-udp-ports`") && e.contains("FIRST-LAST"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

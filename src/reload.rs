@@ -66,6 +66,7 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
     key!(pipeline, "frames", frames);
     key!(restart, "rtsp", rtsp);
     key!(restart, "rtsp-path", rtsp_path);
+    key!(restart, "rtsp-udp-ports", rtsp_udp_ports);
     key!(restart, "rtp-payload-size", rtp_payload_size);
     key!(restart, "session-timeout", session_timeout);
     key!(restart, "max-request-bytes", max_request_bytes);

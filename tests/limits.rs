@@ -1,6 +1,7 @@
 //! Connection limits with the default config never refuse a legitimate
 //! viewer: 16 ffmpeg viewers from one address (127.0.0.1, as an NVR or a
-//! NAT'd office would be) all play.
+//! NAT'd office would be) all play. And the UDP ports can be pinned for a
+//! firewall.
 
 mod common;
 
@@ -33,6 +34,25 @@ fn sixteen_ffmpeg_viewers_from_one_address_all_play_with_the_default_config() {
     }
     let log = es.log_text();
     assert!(!log.contains("503"), "{log}");
+    assert!(es.stop().success());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn rtsp_udp_ports_pins_the_server_pair() {
+    let dir = temp_dir("udp-ports");
+    let first = free_port() & !1;
+    let range = format!("{first}-{}", first + 3);
+    let es = Edgestream::start(&["--size", "160x120", "--rtsp-udp-ports", &range]);
+    let log = es.log_text();
+    let pinned = (0..2).any(|i| {
+        let a = first + 2 * i;
+        log.contains(&format!("UDP ports {a}-{}", a + 1))
+    });
+    assert!(pinned, "not within {range}:\n{log}");
+    let out = dir.join("udp.mkv");
+    ffmpeg_record(&es.url, "udp", 2, &out);
+    assert!(probe_frames(&out).len() >= 30);
     assert!(es.stop().success());
     std::fs::remove_dir_all(dir).ok();
 }

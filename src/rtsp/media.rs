@@ -33,10 +33,17 @@ pub(super) struct UdpPair {
 }
 
 impl UdpPair {
-    pub(super) fn bind(ip: std::net::IpAddr) -> io::Result<Self> {
+    /// Binds an even port and the next one: the first free pair in `range`
+    /// (inclusive) if given, else a random pair.
+    pub(super) fn bind(ip: std::net::IpAddr, range: Option<(u16, u16)>) -> io::Result<Self> {
         let mut last = None;
-        for _ in 0..64 {
-            let port = fastrand::u16(20_000..60_000) & !1;
+        let candidates: Vec<u16> = match range {
+            Some((first, end)) => (first..end).filter(|p| p % 2 == 0).collect(),
+            None => (0..64)
+                .map(|_| fastrand::u16(20_000..60_000) & !1)
+                .collect(),
+        };
+        for port in candidates {
             let rtp = Socket::new(
                 Domain::for_address(SocketAddr::new(ip, 0)),
                 Type::DGRAM,

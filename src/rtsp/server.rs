@@ -45,6 +45,8 @@ pub struct ServerOptions {
     pub limits: LimitSettings,
     /// Offer UDP transport (binds an RTP/RTCP port pair).
     pub udp: bool,
+    /// Where the UDP pair is taken from (inclusive); `None`: random ports.
+    pub udp_ports: Option<(u16, u16)>,
     /// Require credentials (all requests but OPTIONS).
     pub auth: Option<Arc<Authenticator>>,
 }
@@ -61,6 +63,7 @@ impl Default for ServerOptions {
             parse_limits: Limits::default(),
             limits: LimitSettings::default(),
             udp: true,
+            udp_ports: None,
             auth: None,
         }
     }
@@ -183,7 +186,7 @@ impl RtspServer {
         let listener = Async::<TcpListener>::bind(opts.listen)?;
         let local = listener.get_ref().local_addr()?;
         let udp = if opts.udp {
-            Some(Arc::new(UdpPair::bind(local.ip())?))
+            Some(Arc::new(UdpPair::bind(local.ip(), opts.udp_ports)?))
         } else {
             None
         };
