@@ -1,7 +1,7 @@
 //! Reload on SIGHUP with a viewer playing: a push target added (it
 //! publishes to nginx) and removed again, a bad file refused with the
-//! startup message, then a size change that restarts the pipeline. The
-//! viewer never sees a gap of more than 1 s.
+//! startup message, RTSP users added, then a size change that restarts the
+//! pipeline. The viewer never sees a gap of more than 1 s.
 
 mod common;
 
@@ -68,6 +68,24 @@ fn sighup_adds_and_removes_a_push_target_without_a_gap_for_the_viewer() {
         "{refused:?} not in:\n{}",
         es.log_text()
     );
+
+    // Users added live: a new client needs credentials at once, while the
+    // viewer that is already playing carries on.
+    at(7);
+    std::fs::write(&conf, format!("{base}rtsp-user = \"alice:secret\"\n")).unwrap();
+    signal(pid, libc::SIGHUP);
+    assert!(
+        es.wait_lines("applying rtsp-user", 1, Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        es.log_text()
+    );
+    let mut c = RawClient::connect(&es.addr());
+    let (code, _) = c
+        .request(&format!("DESCRIBE {} RTSP/1.0\r\nCSeq: 1\r\n\r\n", es.url))
+        .expect("no answer");
+    assert_eq!(code, 401, "users did not apply live");
+    drop(c);
 
     let viewed = viewer.join().unwrap().expect("the viewer stayed connected");
     assert!(viewed.first_is_key);
