@@ -14,7 +14,7 @@
 #   - a source whose read hangs (a .y4m through a named pipe whose writer
 #     stops: a wedged capture loop) makes systemd kill it on the watchdog (WatchdogSec=6s in a drop-in here) and
 #     restart it.
-# Manual (needs root and systemd-nspawn; about a minute), not part of .ci/run.
+# Manual (needs root and systemd-nspawn; about four minutes), not part of .ci/run.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$(realpath "${1:-$here/../../target/debug/edgestream}")
@@ -124,6 +124,27 @@ check "edgestream logs the stall" grep -q "watchdog: the capture loop made no pr
 check "systemd kills it on the watchdog" grep -q "Watchdog timeout (limit 6s)" <<<"$journal"
 check "and restarts it" [ "$(prop NRestarts)" -ge 1 ]
 kill "$writer" 2>/dev/null
+
+# No camera at all, for ABSENT_SECS (default 180): READY at once, the
+# watchdog (6 s here) fed all along, no restart, STATUS= says why.
+inside systemctl stop edgestream
+printf 'source = "/dev/video0"\nrtsp = "127.0.0.1:8554"\nsize = "320x240"\n' \
+  >"$cr/etc/edgestream/edgestream.toml"
+inside systemctl reset-failed edgestream 2>/dev/null
+inside systemctl start edgestream
+restarts0=$(prop NRestarts)
+check "no camera: active at once" [ "$(prop ActiveState)" = active ]
+absent=${ABSENT_SECS:-180}
+echo "no camera: waiting $absent s"
+sleep "$absent"
+status=$(prop StatusText)
+echo "no camera: status after $absent s: $status"
+check "no camera: still active" [ "$(prop ActiveState)" = active ]
+check "no camera: no restart in $absent s" [ "$(prop NRestarts)" = "$restarts0" ]
+check "no camera: STATUS= says so" grep -q "is not there, retrying in" <<<"$status"
+probe=$(timeout 30 nsenter -t "$pid" -n ffprobe -v error -rtsp_transport tcp \
+  -show_entries stream=codec_name,width,height -of csv=p=0 rtsp://127.0.0.1:8554/live)
+check "no camera: ffprobe decodes the slate ($probe)" [ "$probe" = "h264,320,240" ]
 inside systemctl poweroff 2>/dev/null
 wait "$nspawn_pid" 2>/dev/null
 nspawn_pid=
