@@ -484,3 +484,123 @@ fn vivid_camera_recovers_and_pauses_while_the_viewer_stays() {
     assert!(!log.contains("panicked"), "{log}");
     assert!(status.success(), "edgestream exited with {status}:\n{log}");
 }
+
+/// The camera unplugged for 45 s (vivid's disconnect, then the device node
+/// gone until it is "plugged in" again) with a retina viewer, an ffmpeg
+/// recording and an RTMP push to nginx on the host (10.0.2.2 from the
+/// guest): the viewer stays connected and gets the slate at 2 fps, the
+/// recording of the outage decodes at the camera's size, the camera comes
+/// back with a keyframe, and the push stays published throughout.
+#[test]
+fn vivid_unplugged_for_45_s_viewer_and_push_stay_on_the_slate() {
+    let _one = vm_lock();
+    let dir = temp_dir("vivid-unplug");
+    let rtmp = free_port();
+    let mut nginx = Nginx::start(&dir.join("nginx"), rtmp);
+    let fps = FPS.to_string();
+    let push = format!("rtmp://10.0.2.2:{rtmp}/live/cam");
+    let mut vm = Vm::start(
+        "unplug45",
+        &[
+            "--source",
+            "/dev/video0",
+            "--size",
+            "640x360",
+            "--fps",
+            &fps,
+            "--camera-format",
+            "YUYV",
+            "--keyint",
+            "10",
+            "--push",
+            &push,
+        ],
+    );
+    let url = vm.url();
+    const VIEW_SECS: f64 = 70.0;
+    let t0 = Instant::now();
+    let viewer = {
+        let url = url.clone();
+        std::thread::spawn(move || block_on(retina_view(&url, "tcp", VIEW_SECS)))
+    };
+    let at = |secs: u64| {
+        let due = t0 + Duration::from_secs(secs);
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+        t0.elapsed()
+    };
+    let unplugged = at(8);
+    vm.guest("v4l2-ctl -d /dev/video0 -c disconnect=1; mv /dev/video0 /dev/video0-unplugged");
+    // Record 10 s of the outage.
+    at(20);
+    let rec = dir.join("outage.mkv");
+    ffmpeg_record(&url, "tcp", 10, &rec);
+    let plugged = at(53);
+    vm.guest("mv /dev/video0-unplugged /dev/video0");
+
+    let viewed = viewer.join().unwrap();
+    let (status, log) = vm.stop();
+    let viewed = viewed.unwrap_or_else(|e| panic!("the viewer was dropped: {e}\n{log}"));
+    let times: Vec<(Duration, bool)> = viewed
+        .frame_times
+        .iter()
+        .map(|&(t, key)| (t.saturating_duration_since(t0), key))
+        .collect();
+    // The outage: the slate at 2 fps, never a gap of a second.
+    let outage = frames_between(&times, unplugged + Duration::from_secs(3), plugged);
+    let secs = (plugged - unplugged).as_secs_f64() - 3.0;
+    eprintln!(
+        "vivid unplug: {} slate frames in {secs:.0} s, longest gap {:?}",
+        outage.len(),
+        viewed.max_gap
+    );
+    assert!(
+        outage.len() as f64 >= secs * 2.0 * 0.8,
+        "{} frames in {secs:.0} s of outage\n{log}",
+        outage.len()
+    );
+    assert!(
+        outage.len() as f64 <= secs * 2.0 + 3.0,
+        "{} frames in {secs:.0} s of outage: not the slate\n{log}",
+        outage.len()
+    );
+    assert!(
+        outage
+            .windows(2)
+            .all(|w| w[1].0 - w[0].0 < Duration::from_secs(1)),
+        "a gap during the outage\n{log}"
+    );
+    // The camera again within one reopen interval (10 s) and a bit, keyframe first.
+    let after = frames_between(&times, plugged, Duration::from_secs_f64(VIEW_SECS));
+    let back = after
+        .windows(4)
+        .position(|w| {
+            w.windows(2)
+                .all(|p| p[1].0 - p[0].0 < Duration::from_millis(300))
+        })
+        .map(|i| after[i])
+        .unwrap_or_else(|| panic!("no camera frames after it was plugged in\n{log}"));
+    let took = (back.0 - plugged).as_secs_f64();
+    eprintln!("vivid unplug: camera frames back {took:.1} s after plugging in");
+    assert!(took <= 12.0, "camera back after {took:.1} s\n{log}");
+    assert!(back.1, "the first camera frame is not a keyframe\n{log}");
+    // The recording of the outage decodes, at the camera's size.
+    let frames = probe_frames(&rec);
+    assert!(
+        (15..=25).contains(&frames.len()),
+        "{} frames in 10 s of outage",
+        frames.len()
+    );
+    assert_eq!(probe_size(&rec), (640, 360));
+    assert_eq!(decode_errors(&rec), "");
+    // The push stayed published: no loss logged, and nginx has it all.
+    assert!(log.contains("push rtmp://10.0.2.2:"), "{log}");
+    assert!(!log.contains(": lost after"), "the push was dropped\n{log}");
+    assert!(status.success(), "edgestream exited with {status}:\n{log}");
+    nginx.stop();
+    let pushed = probe_frames(&nginx.dir.join("rec").join("cam.flv"));
+    eprintln!("vivid unplug: {} frames pushed to nginx", pushed.len());
+    assert!(pushed.len() >= 120, "{} frames pushed", pushed.len());
+    std::fs::remove_dir_all(dir).ok();
+}
