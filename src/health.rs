@@ -159,13 +159,20 @@ impl Health {
         p
     }
 
-    /// Forgets a push target that was removed (a reload); the last one
-    /// registered under `name`.
-    pub fn remove_push(&self, name: &str) {
-        let mut pushes = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = pushes.iter().rposition(|p| p.name == name) {
-            pushes.remove(i);
-        }
+    /// The push targets registered so far, in order.
+    pub fn pushes(&self) -> Vec<Arc<PushHealth>> {
+        self.pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets a push target that was removed (a reload).
+    pub fn remove_push(&self, push: &Arc<PushHealth>) {
+        self.pushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| !Arc::ptr_eq(p, push));
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -209,5 +216,10 @@ mod tests {
         assert_eq!(s.source_detail.as_deref(), Some("camera gone"));
         assert!(s.privacy);
         assert!(!h.toggle_privacy());
+        let q = h.add_push("rtmp://server/live/cam");
+        h.remove_push(&p);
+        let left = h.pushes();
+        assert_eq!(left.len(), 1, "same name, the other one removed");
+        assert!(Arc::ptr_eq(&left[0], &q));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::config::{Cli, Config};
 use crate::fanout::Fanout;
-use crate::health::Health;
+use crate::health::{Health, PushHealth};
 use crate::pipeline::{Ended, Handles, Pipeline};
 use crate::push::{PushTarget, Pushers};
 use crate::rtsp::ServerControl;
@@ -114,6 +114,9 @@ pub fn reread(cli: Option<&Cli>) -> Option<Config> {
     }
 }
 
+/// How long a reload waits for the old pipeline to stop.
+const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where a pipeline thread reports its end: (generation, result).
 pub type Done = smol::channel::Sender<(u64, Result<Ended, String>)>;
 
@@ -165,14 +168,19 @@ pub struct PushRun {
     pub url: String,
     pub name: String,
     pub pushers: Pushers,
+    /// Its entry in the health (removed with it).
+    health: Option<Arc<PushHealth>>,
 }
 
 impl PushRun {
     pub fn start(target: &PushTarget, fanout: &Arc<Fanout>, health: &Health) -> Self {
+        let before = health.pushes().len();
+        let pushers = Pushers::start(std::slice::from_ref(target), fanout, health);
         Self {
             url: target.url.clone(),
             name: target.display_name(),
-            pushers: Pushers::start(std::slice::from_ref(target), fanout, health),
+            pushers,
+            health: health.pushes().get(before).cloned(),
         }
     }
 }
@@ -213,7 +221,9 @@ impl Reload<'_> {
                     "push {}: removed from the configuration; stopping it",
                     p.name
                 );
-                self.health.remove_push(&p.name);
+                if let Some(h) = &p.health {
+                    self.health.remove_push(h);
+                }
                 smol::spawn(p.pushers.stop(crate::push::STOP_GRACE)).detach();
             }
         }
@@ -241,8 +251,22 @@ impl Reload<'_> {
                 plan.pipeline.join(", ")
             );
             let started = Instant::now();
-            if let Err(e) = pipe.stop().await {
-                log::warn!("SIGHUP: the old pipeline ended with: {e}");
+            // A capture loop stuck in a read would hold the reload (and
+            // every signal) forever: give up, and let systemd restart us.
+            let stopped = smol::future::or(async { Some(pipe.stop().await) }, async {
+                smol::Timer::after(STOP_LIMIT).await;
+                None
+            })
+            .await;
+            match stopped {
+                None => {
+                    return Err(format!(
+                        "SIGHUP: the pipeline did not stop within {} s to restart; exiting",
+                        STOP_LIMIT.as_secs()
+                    ));
+                }
+                Some(Err(e)) => log::warn!("SIGHUP: the old pipeline ended with: {e}"),
+                Some(Ok(_)) => {}
             }
             let generation = pipe.generation + 1;
             *pipe = match self.start_pipeline(new, generation) {
