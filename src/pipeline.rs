@@ -684,7 +684,14 @@ impl Pipeline {
         let Some(slate) = &mut self.slate else {
             return Ok(());
         };
-        if let Some((w, h, fps)) = st.last_size {
+        let fixed = match &self.input {
+            Input::Fixed(s) => Some(s.format()),
+            Input::Reopen { .. } => None,
+        };
+        let size = st
+            .last_size
+            .or_else(|| fixed.map(|f| (f.width, f.height, f.fps)));
+        if let Some((w, h, fps)) = size {
             let f = slate.format();
             if (f.width, f.height, f.fps) != (w, h, fps) {
                 *slate = Slate::new(w, h, fps);
