@@ -320,6 +320,19 @@ fn x264_input(f: PixelFormat) -> Option<PixelFormat> {
 
 /// Tells every sink the stream's parameters.
 fn announce(fanout: &Fanout, bitrate_kbps: u32, f: &SourceFormat, params: ParameterSets) {
+    if let Some(old) = fanout.stream_info() {
+        if (old.width, old.height) != (f.width, f.height) {
+            log::info!(
+                "stream: {}x{} from now on (was {}x{}): new SPS/PPS in-band with the next \
+                 keyframe and in the SDP of new DESCRIBEs; a player that cannot switch size \
+                 mid-stream must reconnect",
+                f.width,
+                f.height,
+                old.width,
+                old.height
+            );
+        }
+    }
     fanout.set_stream_info(StreamInfo {
         width: f.width,
         height: f.height,
