@@ -7,14 +7,7 @@ use std::time::{Duration, SystemTime};
 
 /// The current CLOCK_MONOTONIC time.
 pub fn monotonic_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists
-    // on Linux, so the call cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    crate::sys::monotonic_now()
 }
 
 /// Maps a CLOCK_MONOTONIC time to wall clock time, using the offset between

@@ -14,6 +14,7 @@
 //! needed are small enough to own (`sys`), with drops that cannot panic.
 
 pub mod negotiate;
+#[allow(unsafe_code)]
 mod sys;
 
 use std::io;
