@@ -121,6 +121,8 @@ pub struct Connection {
     last_activity: Instant,
     /// The user this connection authenticated as.
     user: Option<String>,
+    /// Draws session ids, SSRCs and initial sequence numbers.
+    rng: fastrand::Rng,
 }
 
 /// The request-URI's path without query, trailing slash or scheme/authority.
@@ -162,7 +164,15 @@ impl Connection {
             session: None,
             last_activity: now,
             user: None,
+            rng: fastrand::Rng::new(),
         }
+    }
+
+    /// Draws session ids, SSRCs and sequence numbers from `rng` (seed it
+    /// for deterministic tests) instead of a fresh random generator.
+    pub fn with_rng(mut self, rng: fastrand::Rng) -> Self {
+        self.rng = rng;
+        self
     }
 
     /// The user this connection authenticated as, if any.
@@ -506,12 +516,12 @@ impl Connection {
                     );
                 }
                 self.session = Some(Session {
-                    id: format!("{:016X}", fastrand::u64(..)),
+                    id: format!("{:016X}", self.rng.u64(..)),
                     state: State::Ready,
                     transport,
-                    ssrc: fastrand::u32(..),
-                    next_seq: fastrand::u16(..),
-                    ts_offset: fastrand::u32(..),
+                    ssrc: self.rng.u32(..),
+                    next_seq: self.rng.u16(..),
+                    ts_offset: self.rng.u32(..),
                 });
             }
         }
