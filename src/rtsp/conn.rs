@@ -4,7 +4,7 @@
 //! [`Conn::poll_event`], [`Conn::poll_timeout`]).
 //!
 //! It owns what the server used to decide around the session machine
-//! ([`super::session::Connection`]): the read buffer, the per-connection
+//! ([`super::session::SessionMachine`]): the read buffer, the per-connection
 //! token bucket (503 with `Retry-After: 1`), the deadline for finishing a
 //! request (408), the idle and session timeouts, the answers to requests
 //! the parser rejects (400, 413, 414, 505), and why the connection ended, as
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use super::limits::{LimitSettings, TokenBucket};
 use super::parse::{self, Limits, Message, ParseError, Parsed, Request};
 use super::response::Response;
-use super::session::{Admission, Connection, Context, Effect, PlayParams, Settings};
+use super::session::{Admission, Context, Effect, PlayParams, SessionMachine, Settings};
 use crate::media::StreamInfo;
 use crate::rtp;
 
@@ -135,7 +135,7 @@ impl std::error::Error for CloseReason {
 
 /// One RTSP connection: buffer, limits, deadlines and the session machine.
 pub struct Conn {
-    session: Connection,
+    session: SessionMachine,
     env: Arc<dyn Env>,
     config: ConnConfig,
     buf: Vec<u8>,
@@ -163,7 +163,7 @@ impl Conn {
     ) -> Self {
         Self {
             session_timeout: settings.session_timeout,
-            session: Connection::new(settings, peer, now).with_rng(rng),
+            session: SessionMachine::new(settings, peer, now).with_rng(rng),
             bucket: TokenBucket::new(config.limits.max_requests_per_second, now),
             env,
             config,

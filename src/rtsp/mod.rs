@@ -4,14 +4,14 @@
 //! the I/O around them ([`server`]).
 
 pub mod auth;
-pub mod conn;
+pub(crate) mod conn;
 pub mod headers;
 pub mod limits;
-pub mod media;
+pub(crate) mod media;
 pub mod parse;
 pub mod response;
-pub mod sdp;
-pub mod server;
+pub(crate) mod sdp;
+pub(crate) mod server;
 pub mod session;
 
 pub use server::{RtspServer, ServerOptions, ServerStats};

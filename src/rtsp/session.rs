@@ -1,6 +1,6 @@
 //! The RTSP server's per-connection state machine, sans I/O.
 //!
-//! [`Connection::handle`] takes one parsed request and the facts it needs
+//! [`SessionMachine::handle`] takes one parsed request and the facts it needs
 //! from the rest of the server ([`Context`]: the time, the stream's
 //! parameters, UDP ports, viewer admission) and returns the response plus an
 //! [`Effect`] for the I/O layer to carry out (start or stop sending media).
@@ -114,7 +114,7 @@ struct Session {
 
 /// One client connection's RTSP state.
 #[derive(Debug)]
-pub struct Connection {
+pub struct SessionMachine {
     settings: std::sync::Arc<Settings>,
     peer: SocketAddr,
     session: Option<Session>,
@@ -156,7 +156,7 @@ enum Target {
     Unknown,
 }
 
-impl Connection {
+impl SessionMachine {
     pub fn new(settings: std::sync::Arc<Settings>, peer: SocketAddr, now: Instant) -> Self {
         Self {
             settings,

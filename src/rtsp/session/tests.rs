@@ -25,7 +25,7 @@ impl Admission for Slots {
 }
 
 struct Harness {
-    conn: Connection,
+    conn: SessionMachine,
     slots: Slots,
     info: StreamInfo,
     now: Instant,
@@ -43,7 +43,7 @@ impl Harness {
         });
         let now = Instant::now();
         Self {
-            conn: Connection::new(settings, "10.0.0.9:40000".parse().unwrap(), now),
+            conn: SessionMachine::new(settings, "10.0.0.9:40000".parse().unwrap(), now),
             slots: Slots {
                 free: Cell::new(slots),
             },
