@@ -371,7 +371,8 @@ impl SessionMachine {
             (None, _) if !required => Ok(()),
             (None, _) => Err(Response::error(454, "the Session header is missing")),
             (Some(v), session) => {
-                let id = headers::parse_session(v).map_err(|e| Response::error(454, e.0))?;
+                let id =
+                    headers::parse_session(v).map_err(|e| Response::error(454, e.to_string()))?;
                 match session {
                     Some(s) if s.id == id => Ok(()),
                     _ => Err(Response::error(
@@ -543,7 +544,7 @@ impl SessionMachine {
         }
         if let Some(range) = req.header("Range") {
             if let Err(e) = headers::parse_range(range) {
-                return (Response::error(457, e.0), Effect::None);
+                return (Response::error(457, e.to_string()), Effect::None);
             }
         }
         let session_header = self.session_header();
