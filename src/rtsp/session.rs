@@ -147,6 +147,15 @@ fn uri_path(uri: &str) -> Option<&str> {
     Some(rest.trim_end_matches('/'))
 }
 
+/// The request-URI without query, fragment or trailing slash (the base of
+/// Content-Base and RTP-Info URLs).
+fn base_uri(uri: &str) -> &str {
+    uri.split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+}
+
 /// What part of the server a URI names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -408,12 +417,7 @@ impl SessionMachine {
                 .with_header("Retry-After", "1");
         };
         let body = sdp::describe(stream, ctx.local_ip, ctx.sdp_version.0, ctx.sdp_version.1);
-        let base = req
-            .uri
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/');
+        let base = base_uri(req.uri);
         Response::ok()
             .with_header("Content-Base", format!("{base}/"))
             .with_body("application/sdp", body)
@@ -557,12 +561,7 @@ impl SessionMachine {
         // timestamp is at or after the newest one published so far.
         let pts = ctx.last_pts.unwrap_or_default();
         let rtptime = rtp::rtp_timestamp(pts, s.ts_offset);
-        let base = req
-            .uri
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/');
+        let base = base_uri(req.uri);
         let base = base
             .strip_suffix(TRACK_CONTROL)
             .map(|b| b.trim_end_matches('/'))
@@ -639,4 +638,4 @@ impl SessionMachine {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::*;
 use crate::h264::ParameterSets;
 use crate::media::Fraction;
+use crate::rtsp::session::tests::request_text;
 
 struct TestEnv {
     info: Mutex<Option<Arc<StreamInfo>>>,
@@ -107,13 +108,7 @@ impl Harness {
 
     fn request(&mut self, method: &str, uri: &str, headers: &[&str]) -> String {
         self.cseq += 1;
-        let mut text = format!("{method} {uri} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
-        for h in headers {
-            text.push_str(h);
-            text.push_str("\r\n");
-        }
-        text.push_str("\r\n");
-        text
+        request_text(method, uri, self.cseq, headers)
     }
 
     fn send(&mut self, secs: f64, bytes: &[u8]) {

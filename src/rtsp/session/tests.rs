@@ -7,6 +7,17 @@ use crate::rtsp::parse::{Limits, Message, Parsed, parse};
 use std::cell::Cell;
 use std::sync::Arc;
 
+/// The text of a request with `CSeq: cseq` and `headers` (each `Name: value`).
+pub(crate) fn request_text(method: &str, uri: &str, cseq: u32, headers: &[&str]) -> String {
+    let mut text = format!("{method} {uri} RTSP/1.0\r\nCSeq: {cseq}\r\n");
+    for h in headers {
+        text.push_str(h);
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    text
+}
+
 struct Slots {
     free: Cell<usize>,
 }
@@ -61,12 +72,7 @@ impl Harness {
 
     fn req(&mut self, method: &str, uri: &str, headers: &[&str]) -> (Response, Effect) {
         self.cseq += 1;
-        let mut text = format!("{method} {uri} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
-        for h in headers {
-            text.push_str(h);
-            text.push_str("\r\n");
-        }
-        text.push_str("\r\n");
+        let text = request_text(method, uri, self.cseq, headers);
         let Ok(Parsed::Complete(Message::Request(req), _)) =
             parse(text.as_bytes(), &Limits::default())
         else {
