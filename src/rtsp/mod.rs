@@ -4,7 +4,7 @@
 //! the I/O around them ([`server`]).
 
 pub mod auth;
-pub(crate) mod conn;
+pub mod conn;
 pub mod headers;
 pub mod limits;
 pub(crate) mod media;
