@@ -108,6 +108,29 @@ impl Admission for Viewers {
     }
 }
 
+impl Env for Shared {
+    fn stream_info(&self) -> Option<Arc<StreamInfo>> {
+        self.fanout.stream_info()
+    }
+
+    fn last_pts(&self) -> Option<Duration> {
+        self.fanout.last_pts()
+    }
+
+    fn admission(&self) -> &dyn Admission {
+        &self.viewers
+    }
+
+    fn count(&self, what: Count) {
+        let counter = match what {
+            Count::BadRequest => &self.stats.bad_requests,
+            Count::RateLimited => &self.stats.rate_limited,
+            Count::AuthFailure => &self.stats.auth_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 struct Shared {
     opts: ServerOptions,
     settings: Arc<Settings>,
@@ -145,29 +168,6 @@ impl Shared {
 
     fn millis_since_epoch(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
-    }
-}
-
-impl Env for Shared {
-    fn stream_info(&self) -> Option<Arc<StreamInfo>> {
-        self.fanout.stream_info()
-    }
-
-    fn last_pts(&self) -> Option<Duration> {
-        self.fanout.last_pts()
-    }
-
-    fn admission(&self) -> &dyn Admission {
-        &self.viewers
-    }
-
-    fn count(&self, what: Count) {
-        let counter = match what {
-            Count::BadRequest => &self.stats.bad_requests,
-            Count::RateLimited => &self.stats.rate_limited,
-            Count::AuthFailure => &self.stats.auth_failures,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
