@@ -3,7 +3,7 @@
 //! in the same process, so the figures say how close to memory speed it is
 //! on this machine whatever its load.
 //!
-//! Run: `bash bench/run.sh` (or `cargo run --release --example bench-convert`).
+//! Run: `bash bench/convert.sh` (or `cargo run --release --example bench-convert`).
 //! Target: at least 1 GB/s of input.
 
 use std::hint::black_box;

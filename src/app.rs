@@ -122,49 +122,19 @@ pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptio
 /// 32 bytes from the kernel's CSPRNG.
 fn random_secret() -> std::io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
-    let mut filled = 0;
-    while filled < key.len() {
-        // SAFETY: the pointer and length describe the unfilled part of `key`.
-        let n =
-            unsafe { libc::getrandom(key[filled..].as_mut_ptr().cast(), key.len() - filled, 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        filled += n as usize;
-    }
+    crate::sys::fill_random(&mut key)?;
     Ok(key)
 }
 
 /// Raises the open-file limit to its hard maximum: each RTSP connection is a
 /// descriptor, and the soft default (often 1024) is below `max-connections`.
 fn raise_fd_limit(want: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some(limit) = crate::sys::raise_nofile_limit() else {
+        return;
     };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let before = lim.rlim_cur;
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                lim.rlim_cur = before;
-            }
-        }
-    }
-    // rlim_t is 32 bits on 32-bit ARM.
-    #[allow(clippy::unnecessary_cast)]
-    if (lim.rlim_cur as u64) < want {
+    if limit < want {
         log::warn!(
-            "the open-file limit is {}, below the {want} that max-connections needs; raise LimitNOFILE",
-            lim.rlim_cur
+            "the open-file limit is {limit}, below the {want} that max-connections needs; raise LimitNOFILE"
         );
     }
 }

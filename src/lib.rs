@@ -7,12 +7,18 @@
 //! viewers in [`rtsp`], push targets in [`push`] using [`flv`] and [`rtmp`])
 //! reads the same shared frames from its own bounded queue. Protocol code (parsers, packetizers, session state) is pure and
 //! knows no sockets or clocks; the I/O around it runs on smol.
+//!
+//! `unsafe` is denied except in the three fenced modules: [`sys`] (a few
+//! libc calls), [`encode`] (libx264) and `source::v4l2::sys` (the V4L2 ioctls).
+
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod convert;
+#[allow(unsafe_code)]
 pub mod encode;
 pub mod fanout;
 pub mod flv;
@@ -32,4 +38,6 @@ pub mod slate;
 pub mod source;
 pub mod stats;
 pub mod status;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod systemd;

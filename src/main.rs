@@ -1,6 +1,8 @@
 //! The edgestream binary: flags and config, logging, exit codes. The work is
 //! in the library (`edgestream::app::run`).
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -74,7 +74,6 @@ pub struct Packetizer {
     interleaved: Option<u8>,
     packets: u32,
     octets: u32,
-    last_rtp_ts: Option<u32>,
 }
 
 impl Packetizer {
@@ -88,7 +87,6 @@ impl Packetizer {
             interleaved,
             packets: 0,
             octets: 0,
-            last_rtp_ts: None,
         }
     }
 
@@ -112,10 +110,6 @@ impl Packetizer {
     /// Packets and payload octets sent so far (for RTCP SR).
     pub fn counts(&self) -> (u32, u32) {
         (self.packets, self.octets)
-    }
-
-    pub fn last_rtp_ts(&self) -> Option<u32> {
-        self.last_rtp_ts
     }
 
     /// Appends the packets for one access unit to `out` (which is not
@@ -156,7 +150,6 @@ impl Packetizer {
         }
         if let Some(last) = out[first..].last_mut() {
             last.header[self.rtp_header_offset() + 1] |= 0x80;
-            self.last_rtp_ts = Some(rtp_ts);
         }
     }
 

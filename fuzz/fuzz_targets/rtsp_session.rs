@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use edgestream::h264::ParameterSets;
 use edgestream::media::{Fraction, StreamInfo};
 use edgestream::rtsp::parse::{Limits, Message, Parsed, parse};
-use edgestream::rtsp::session::{Admission, Connection, Context, Effect, Settings};
+use edgestream::rtsp::session::{Admission, Context, Effect, SessionMachine, Settings};
 use libfuzzer_sys::fuzz_target;
 
 struct Slots {
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         params: ParameterSets::new(vec![0x67, 0x42, 0xc0, 0x1e], vec![0x68, 0xce]).unwrap(),
     };
     let slots = Slots { free: Cell::new(2) };
-    let mut conn = Connection::new(settings, "127.0.0.1:5000".parse().unwrap(), t0);
+    let mut conn = SessionMachine::new(settings, "127.0.0.1:5000".parse().unwrap(), t0);
     let mut rest = data;
     let mut step = 0u64;
     while let Ok(Parsed::Complete(msg, n)) = parse(rest, &Limits::default()) {

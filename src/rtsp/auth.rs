@@ -12,6 +12,7 @@
 //! - Comparisons of secrets are constant-time (`subtle`), and an unknown
 //!   user costs the same work as a known one.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -72,16 +73,76 @@ fn valid_user_name(name: &str) -> bool {
             .all(|c| !c.is_control() && c != ':' && c != '"' && c != '\\')
 }
 
+/// Why a user entry (`user:password` or an htdigest line) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserError {
+    /// Empty, too long, or with ':', '"', '\\' or control characters.
+    BadName(String),
+    EmptyPassword(String),
+    /// An htdigest line for another realm.
+    Realm {
+        name: String,
+        realm: String,
+    },
+    /// Neither `user:password` nor `user:realm:md5hex`.
+    NotAnEntry(String),
+}
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadName(name) => write!(
+                f,
+                "user name {name:?} must be 1-{MAX_USER} characters without ':', '\"', '\\' or control characters"
+            ),
+            Self::EmptyPassword(name) => write!(f, "user {name:?} has an empty password"),
+            Self::Realm { name, realm } => write!(
+                f,
+                "user {name:?}: htdigest realm {realm:?} is not {REALM:?} (create it with `htdigest FILE {REALM} {name}`)"
+            ),
+            Self::NotAnEntry(line) => {
+                write!(f, "{line:?} is not user:password or user:realm:md5hex")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Most auth-params accepted in one header.
+const MAX_PARAMS: usize = 16;
+
+/// Why an auth-param list (RFC 2617 §1.2) did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamError {
+    /// More than this many parameters.
+    TooMany(usize),
+    /// `auth-param = token "=" ( token | quoted-string )`: no `=` value.
+    NoValue(String),
+    /// A `quoted-string` without its closing quote.
+    Unterminated(String),
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooMany(n) => write!(f, "more than {n} parameters"),
+            Self::NoValue(name) => write!(f, "parameter {name:?} has no value"),
+            Self::Unterminated(name) => write!(f, "unterminated quoted value of {name:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ParamError {}
+
 impl User {
     /// A user from a name and a clear-text password.
-    pub fn with_password(name: &str, password: &str) -> Result<Self, String> {
+    pub fn with_password(name: &str, password: &str) -> Result<Self, UserError> {
         if !valid_user_name(name) {
-            return Err(format!(
-                "user name {name:?} must be 1-{MAX_USER} characters without ':', '\"', '\\' or control characters"
-            ));
+            return Err(UserError::BadName(name.into()));
         }
         if password.is_empty() {
-            return Err(format!("user {name:?} has an empty password"));
+            return Err(UserError::EmptyPassword(name.into()));
         }
         let mut ha1 = [0u8; 16];
         let mut h = Md5::new();
@@ -94,18 +155,19 @@ impl User {
     }
 
     /// Parses `user:password` or an htdigest line `user:realm:md5hex`.
-    pub fn parse(line: &str) -> Result<Self, String> {
+    pub fn parse(line: &str) -> Result<Self, UserError> {
         let mut parts = line.splitn(3, ':');
         let (name, second, third) = (parts.next().unwrap_or(""), parts.next(), parts.next());
         match (second, third) {
             (Some(realm), Some(h)) if h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 if realm != REALM {
-                    return Err(format!(
-                        "user {name:?}: htdigest realm {realm:?} is not {REALM:?} (create it with `htdigest FILE {REALM} {name}`)"
-                    ));
+                    return Err(UserError::Realm {
+                        name: name.into(),
+                        realm: realm.into(),
+                    });
                 }
                 if !valid_user_name(name) {
-                    return Err(format!("user name {name:?} is not valid"));
+                    return Err(UserError::BadName(name.into()));
                 }
                 let mut ha1 = [0u8; 16];
                 ha1.copy_from_slice(&unhex(h).unwrap_or_default());
@@ -119,9 +181,7 @@ impl User {
                 let password = &line[name.len() + 1..];
                 Self::with_password(name, password)
             }
-            (None, _) => Err(format!(
-                "{line:?} is not user:password or user:realm:md5hex"
-            )),
+            (None, _) => Err(UserError::NotAnEntry(line.into())),
         }
     }
 }
@@ -340,7 +400,7 @@ fn same_resource(digest_uri: &str, request_uri: &str) -> bool {
 }
 
 /// Parses `k=v, k="quoted \"v\""` lists (RFC 2617 auth-param), bounded.
-pub fn parse_params(s: &str) -> Result<Vec<(String, String)>, String> {
+pub fn parse_params(s: &str) -> Result<Vec<(String, String)>, ParamError> {
     let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;
@@ -351,8 +411,8 @@ pub fn parse_params(s: &str) -> Result<Vec<(String, String)>, String> {
         if i >= b.len() {
             return Ok(out);
         }
-        if out.len() >= 16 {
-            return Err("too many parameters".into());
+        if out.len() >= MAX_PARAMS {
+            return Err(ParamError::TooMany(MAX_PARAMS));
         }
         let start = i;
         while i < b.len() && b[i] != b'=' && b[i] != b',' && b[i] != b' ' {
@@ -363,7 +423,7 @@ pub fn parse_params(s: &str) -> Result<Vec<(String, String)>, String> {
             i += 1;
         }
         if i >= b.len() || b[i] != b'=' || name.is_empty() {
-            return Err(format!("parameter {name:?} has no value"));
+            return Err(ParamError::NoValue(name));
         }
         i += 1;
         while i < b.len() && b[i] == b' ' {
@@ -374,7 +434,7 @@ pub fn parse_params(s: &str) -> Result<Vec<(String, String)>, String> {
             i += 1;
             loop {
                 match b.get(i) {
-                    None => return Err(format!("unterminated quoted value of {name:?}")),
+                    None => return Err(ParamError::Unterminated(name)),
                     Some(b'"') => {
                         i += 1;
                         break;
@@ -404,211 +464,4 @@ pub fn parse_params(s: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn auth(basic: bool) -> (Authenticator, Instant) {
-        let epoch = Instant::now();
-        let users = vec![
-            User::parse("viewer:s3cret:with:colons").unwrap(),
-            // htdigest line for admin/admin in realm edgestream.
-            User::parse(&format!(
-                "admin:{REALM}:{}",
-                md5_hex(&[b"admin", REALM.as_bytes(), b"admin"])
-            ))
-            .unwrap(),
-        ];
-        (Authenticator::new(users, basic, [7; 32], epoch), epoch)
-    }
-
-    fn nonce_of(challenge: &str) -> String {
-        let p = parse_params(challenge.strip_prefix("Digest ").unwrap()).unwrap();
-        p.into_iter().find(|(k, _)| k == "nonce").unwrap().1
-    }
-
-    fn digest(user: &str, pass: &str, method: &str, uri: &str, nonce: &str, qop: bool) -> String {
-        let ha1 = md5_hex(&[user.as_bytes(), REALM.as_bytes(), pass.as_bytes()]);
-        let ha2 = md5_hex(&[method.as_bytes(), uri.as_bytes()]);
-        if qop {
-            let r = md5_hex(&[
-                ha1.as_bytes(),
-                nonce.as_bytes(),
-                b"00000001",
-                b"abcd",
-                b"auth",
-                ha2.as_bytes(),
-            ]);
-            format!(
-                "Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", qop=auth, nc=00000001, cnonce=\"abcd\", algorithm=MD5"
-            )
-        } else {
-            let r = md5_hex(&[ha1.as_bytes(), nonce.as_bytes(), ha2.as_bytes()]);
-            format!(
-                "Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\""
-            )
-        }
-    }
-
-    const URI: &str = "rtsp://127.0.0.1:8554/live";
-
-    #[test]
-    fn digest_with_and_without_qop() {
-        let (a, t0) = auth(false);
-        let ch = a.challenges(t0, false);
-        assert_eq!(ch.len(), 1);
-        assert!(ch[0].starts_with("Digest realm=\"edgestream\", nonce=\""));
-        let n = nonce_of(&ch[0]);
-        for qop in [false, true] {
-            let h = digest("viewer", "s3cret:with:colons", "DESCRIBE", URI, &n, qop);
-            assert_eq!(
-                a.check("DESCRIBE", URI, Some(&h), t0),
-                Outcome::Ok("viewer".into())
-            );
-            let h = digest(
-                "admin",
-                "admin",
-                "SETUP",
-                "rtsp://127.0.0.1:8554/live/trackID=0",
-                &n,
-                qop,
-            );
-            assert_eq!(
-                a.check(
-                    "SETUP",
-                    "rtsp://127.0.0.1:8554/live/trackID=0",
-                    Some(&h),
-                    t0
-                ),
-                Outcome::Ok("admin".into())
-            );
-        }
-    }
-
-    #[test]
-    fn wrong_credentials_and_forged_nonces_are_denied() {
-        let (a, t0) = auth(false);
-        let n = nonce_of(&a.challenges(t0, false)[0]);
-        let denied = |h: &str| matches!(a.check("DESCRIBE", URI, Some(h), t0), Outcome::Denied(_));
-        assert!(denied(&digest(
-            "viewer", "wrong", "DESCRIBE", URI, &n, false
-        )));
-        assert!(denied(&digest(
-            "nobody",
-            "s3cret:with:colons",
-            "DESCRIBE",
-            URI,
-            &n,
-            false
-        )));
-        // Right password, but signed for another method or resource.
-        assert!(denied(&digest(
-            "viewer",
-            "s3cret:with:colons",
-            "PLAY",
-            URI,
-            &n,
-            false
-        )));
-        assert!(denied(&digest(
-            "viewer",
-            "s3cret:with:colons",
-            "DESCRIBE",
-            "rtsp://h/other",
-            &n,
-            false
-        )));
-        // A nonce we never issued (MAC does not verify).
-        let forged = format!("{:016x}{}", 0, "0".repeat(32));
-        assert!(denied(&digest(
-            "viewer",
-            "s3cret:with:colons",
-            "DESCRIBE",
-            URI,
-            &forged,
-            false
-        )));
-        assert!(matches!(
-            a.check("DESCRIBE", URI, None, t0),
-            Outcome::Denied(_)
-        ));
-        assert!(denied("Digest username=\"viewer\""));
-        assert!(denied("Digest garbage"));
-        assert!(denied("Basic dmlld2VyOnMzY3JldA=="), "Basic is off");
-        assert!(denied("Bearer x"));
-    }
-
-    #[test]
-    fn nonces_expire_into_stale() {
-        let (a, t0) = auth(false);
-        let n = nonce_of(&a.challenges(t0, false)[0]);
-        let h = digest("viewer", "s3cret:with:colons", "DESCRIBE", URI, &n, false);
-        let later = t0 + NONCE_LIFETIME + Duration::from_secs(2);
-        assert_eq!(
-            a.check("DESCRIBE", URI, Some(&h), later),
-            Outcome::Stale("viewer".into())
-        );
-        let wrong = digest("viewer", "nope", "DESCRIBE", URI, &n, false);
-        assert!(matches!(
-            a.check("DESCRIBE", URI, Some(&wrong), later),
-            Outcome::Denied(_)
-        ));
-        assert!(a.challenges(later, true)[0].ends_with("stale=TRUE"));
-    }
-
-    #[test]
-    fn basic_when_enabled() {
-        let (a, t0) = auth(true);
-        assert_eq!(a.challenges(t0, false)[1], "Basic realm=\"edgestream\"");
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        assert_eq!(
-            a.check(
-                "DESCRIBE",
-                URI,
-                Some(&format!("Basic {}", b64("viewer:s3cret:with:colons"))),
-                t0
-            ),
-            Outcome::Ok("viewer".into())
-        );
-        assert!(matches!(
-            a.check(
-                "DESCRIBE",
-                URI,
-                Some(&format!("Basic {}", b64("viewer:x"))),
-                t0
-            ),
-            Outcome::Denied(_)
-        ));
-        assert!(matches!(
-            a.check("DESCRIBE", URI, Some("Basic !!!"), t0),
-            Outcome::Denied(_)
-        ));
-    }
-
-    #[test]
-    fn user_entries() {
-        assert!(User::parse("nopassword").is_err());
-        assert!(User::parse("a:").is_err());
-        assert!(User::parse(":pw").is_err());
-        assert!(
-            User::parse(&format!("a:otherrealm:{}", "0".repeat(32)))
-                .unwrap_err()
-                .contains("realm")
-        );
-        assert_eq!(format!("{:?}", User::parse("x:y").unwrap()), "User(\"x\")");
-    }
-
-    #[test]
-    fn params_parser() {
-        let p =
-            parse_params(r#"username="a\"b", realm=edgestream , qop=auth,nc=00000001"#).unwrap();
-        assert_eq!(p[0], ("username".into(), "a\"b".into()));
-        assert_eq!(p[1], ("realm".into(), "edgestream".into()));
-        assert_eq!(p[3], ("nc".into(), "00000001".into()));
-        assert!(parse_params("a=\"open").is_err());
-        assert!(parse_params("novalue").is_err());
-        assert!(parse_params(&"a=1,".repeat(17)).is_err());
-        assert!(parse_params("").unwrap().is_empty());
-        assert!(same_resource("/live/", "rtsp://h:1/live"));
-        assert!(!same_resource("/live2", "rtsp://h:1/live"));
-    }
-}
+mod tests;

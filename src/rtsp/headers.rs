@@ -26,20 +26,66 @@ pub struct TransportSpec {
     pub rtp_avp: bool,
 }
 
+/// What was wrong with a header, named after its grammar (RFC 2326 §12).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderError(pub String);
+pub enum HeaderError {
+    /// More than [`MAX_TRANSPORT_SPECS`] transport-specs.
+    TooManyTransportSpecs,
+    /// `Transport = "Transport" ":" 1#transport-spec`: none.
+    EmptyTransport,
+    /// `transport-protocol "/" profile ["/" lower-transport]`.
+    TransportProtocol(String),
+    /// `lower-transport = "TCP" | "UDP"`.
+    LowerTransport(String),
+    /// `client_port=0`.
+    ClientPortZero,
+    /// `port = port-number ["-" port-number]` (or `interleaved=` channels).
+    NotARange { param: &'static str, value: String },
+    /// A single port or channel with no room for the next one.
+    NoSecondChannel { param: &'static str, value: String },
+    /// `session-id = 1*( ALPHA | DIGIT | safe )`, at most 64 long.
+    Session(String),
+    /// `ranges-specifier` without `unit "="`.
+    RangeNoUnit(String),
+    /// A unit other than `npt`, `clock` or `smpte`.
+    RangeUnit(String),
+    /// `npt-range = ( npt-time "-" [ npt-time ] ) | ( "-" npt-time )`.
+    RangeNoDash(String),
+    /// `npt-time = "now" | npt-sec | npt-hhmmss`.
+    NptTime(String),
+}
 
 impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Self::TooManyTransportSpecs => {
+                write!(f, "more than {MAX_TRANSPORT_SPECS} transport-specs")
+            }
+            Self::EmptyTransport => f.write_str("empty Transport header"),
+            Self::TransportProtocol(proto) => write!(
+                f,
+                "transport-protocol {proto:?} is not of the form RTP/AVP[/TCP|/UDP]"
+            ),
+            Self::LowerTransport(l) => write!(f, "unknown lower-transport {l:?}"),
+            Self::ClientPortZero => f.write_str("client_port must not be 0"),
+            Self::NotARange { param, value } => {
+                write!(f, "{param}={value:?} is not a number or a range a-b")
+            }
+            Self::NoSecondChannel { param, value } => {
+                write!(f, "{param}={value} leaves no room for a second channel")
+            }
+            Self::Session(value) => write!(f, "malformed Session header {value:?}"),
+            Self::RangeNoUnit(value) => {
+                write!(f, "Range {value:?} has no unit, expected npt=...")
+            }
+            Self::RangeUnit(unit) => write!(f, "Range unit {unit:?} is not npt, clock or smpte"),
+            Self::RangeNoDash(spec) => write!(f, "Range npt={spec:?} has no '-'"),
+            Self::NptTime(s) => write!(f, "npt time {s:?} is not seconds or h:mm:ss"),
+        }
     }
 }
 
 impl std::error::Error for HeaderError {}
-
-fn bad(msg: impl Into<String>) -> HeaderError {
-    HeaderError(msg.into())
-}
 
 /// The most transport-specs read from one Transport header.
 pub const MAX_TRANSPORT_SPECS: usize = 8;
@@ -55,10 +101,10 @@ pub fn parse_transport(
             continue;
         }
         out.push(parse_spec(spec)?)
-            .map_err(|_| bad(format!("more than {MAX_TRANSPORT_SPECS} transport-specs")))?;
+            .map_err(|_| HeaderError::TooManyTransportSpecs)?;
     }
     if out.is_empty() {
-        return Err(bad("empty Transport header"));
+        return Err(HeaderError::EmptyTransport);
     }
     Ok(out)
 }
@@ -69,9 +115,7 @@ fn parse_spec(spec: &str) -> Result<TransportSpec, HeaderError> {
     let mut parts = proto.split('/');
     let (p, profile, lower) = (parts.next(), parts.next(), parts.next());
     if parts.next().is_some() || profile.is_none() {
-        return Err(bad(format!(
-            "transport-protocol {proto:?} is not of the form RTP/AVP[/TCP|/UDP]"
-        )));
+        return Err(HeaderError::TransportProtocol(proto.into()));
     }
     let rtp_avp = p.unwrap_or_default().eq_ignore_ascii_case("RTP")
         && profile.unwrap_or_default().eq_ignore_ascii_case("AVP");
@@ -79,7 +123,7 @@ fn parse_spec(spec: &str) -> Result<TransportSpec, HeaderError> {
         None => Lower::Udp,
         Some(l) if l.eq_ignore_ascii_case("UDP") => Lower::Udp,
         Some(l) if l.eq_ignore_ascii_case("TCP") => Lower::Tcp,
-        Some(l) => return Err(bad(format!("unknown lower-transport {l:?}"))),
+        Some(l) => return Err(HeaderError::LowerTransport(l.into())),
     };
     let mut t = TransportSpec {
         lower,
@@ -102,7 +146,7 @@ fn parse_spec(spec: &str) -> Result<TransportSpec, HeaderError> {
             ("client_port", Some(v)) => {
                 let (a, b) = range_of::<u16>(v, "client_port")?;
                 if a == 0 {
-                    return Err(bad("client_port must not be 0"));
+                    return Err(HeaderError::ClientPortZero);
                 }
                 t.client_port = Some((a, b));
             }
@@ -121,22 +165,25 @@ fn parse_spec(spec: &str) -> Result<TransportSpec, HeaderError> {
 }
 
 /// `a` or `a-b`; a single value `a` means `a` and `a+1`.
-fn range_of<T>(v: &str, what: &str) -> Result<(T, T), HeaderError>
+fn range_of<T>(v: &str, param: &'static str) -> Result<(T, T), HeaderError>
 where
     T: std::str::FromStr + Copy + TryFrom<u32>,
     u32: From<T>,
 {
     let num = |s: &str| -> Result<T, HeaderError> {
-        s.trim()
-            .parse::<T>()
-            .map_err(|_| bad(format!("{what}={v:?} is not a number or a range a-b")))
+        s.trim().parse::<T>().map_err(|_| HeaderError::NotARange {
+            param,
+            value: v.into(),
+        })
     };
     match v.split_once('-') {
         Some((a, b)) => Ok((num(a)?, num(b)?)),
         None => {
             let a = num(v)?;
-            let b = T::try_from(u32::from(a) + 1)
-                .map_err(|_| bad(format!("{what}={v} leaves no room for a second channel")))?;
+            let b = T::try_from(u32::from(a) + 1).map_err(|_| HeaderError::NoSecondChannel {
+                param,
+                value: v.into(),
+            })?;
             Ok((a, b))
         }
     }
@@ -146,7 +193,7 @@ where
 pub fn parse_session(value: &str) -> Result<&str, HeaderError> {
     let id = value.split(';').next().unwrap_or_default().trim();
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad(format!("malformed Session header {value:?}")));
+        return Err(HeaderError::Session(value.into()));
     }
     Ok(id)
 }
@@ -167,19 +214,17 @@ pub fn parse_range(value: &str) -> Result<RangeStart, HeaderError> {
     let value = value.split(';').next().unwrap_or_default().trim();
     let (unit, spec) = value
         .split_once('=')
-        .ok_or_else(|| bad(format!("Range {value:?} has no unit, expected npt=...")))?;
+        .ok_or_else(|| HeaderError::RangeNoUnit(value.into()))?;
     let unit = unit.trim();
     if unit.eq_ignore_ascii_case("clock") || unit.to_ascii_lowercase().starts_with("smpte") {
         return Ok(RangeStart::Other);
     }
     if !unit.eq_ignore_ascii_case("npt") {
-        return Err(bad(format!(
-            "Range unit {unit:?} is not npt, clock or smpte"
-        )));
+        return Err(HeaderError::RangeUnit(unit.into()));
     }
     let (start, end) = spec
         .split_once('-')
-        .ok_or_else(|| bad(format!("Range npt={spec:?} has no '-'")))?;
+        .ok_or_else(|| HeaderError::RangeNoDash(spec.into()))?;
     let start = start.trim();
     let end = end.trim();
     if !end.is_empty() {
@@ -193,7 +238,7 @@ pub fn parse_range(value: &str) -> Result<RangeStart, HeaderError> {
 
 /// `npt-sec` (`12.5`) or `npt-hhmmss` (`1:02:03.5`).
 fn npt_time(s: &str) -> Result<f64, HeaderError> {
-    let e = || bad(format!("npt time {s:?} is not seconds or h:mm:ss"));
+    let e = || HeaderError::NptTime(s.into());
     let mut secs = 0.0;
     let parts: heapless::Vec<&str, 3> = s
         .split(':')

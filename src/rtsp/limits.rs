@@ -34,7 +34,7 @@ impl Default for LimitSettings {
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     Total(usize),
     PerAddress(IpAddr, usize),
 }
@@ -50,7 +50,7 @@ impl std::fmt::Display for Refusal {
 
 /// Open connections, in all and per client address.
 #[derive(Debug, Default)]
-pub struct ConnTable {
+pub(crate) struct ConnTable {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
 }
@@ -81,19 +81,21 @@ impl ConnTable {
         }
     }
 
-    pub fn total(&self) -> usize {
+    #[cfg(test)]
+    fn total(&self) -> usize {
         self.total
     }
 
     /// Distinct client addresses tracked (for tests: no leak).
-    pub fn addresses(&self) -> usize {
+    #[cfg(test)]
+    fn addresses(&self) -> usize {
         self.per_ip.len()
     }
 }
 
 /// A token bucket: `rate` tokens a second, holding at most `burst`.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,

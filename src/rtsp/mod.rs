@@ -1,14 +1,17 @@
 //! The RTSP 1.0 server (RFC 2326): a pure request parser, header parsers,
-//! SDP, a per-connection session state machine, and the I/O around them.
+//! SDP, a per-connection session state machine, the connection's policy
+//! around it ([`conn::Conn`]: buffer, limits, deadlines, error answers), and
+//! the I/O around them ([`server`]).
 
 pub mod auth;
+pub mod conn;
 pub mod headers;
 pub mod limits;
-pub mod media;
+pub(crate) mod media;
 pub mod parse;
 pub mod response;
-pub mod sdp;
-pub mod server;
+pub(crate) mod sdp;
+pub(crate) mod server;
 pub mod session;
 
 pub use server::{RtspServer, ServerControl, ServerOptions, ServerStats};

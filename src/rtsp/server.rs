@@ -1,7 +1,7 @@
 //! The RTSP server's I/O: accepts connections within the limits, feeds
-//! bytes to the parser and the per-connection state machine
-//! ([`super::session::Connection`]), and starts one media task per playing
-//! session ([`super::media`]).
+//! bytes to each connection's policy object ([`super::conn::Conn`]), writes
+//! what it answers, sleeps until its deadline, and starts one media task per
+//! playing session ([`super::media`]).
 //!
 //! Tasks run on smol. Nothing here can block the encoder: each session reads
 //! its own bounded [`crate::fanout::Subscription`]; a session whose peer
@@ -18,16 +18,21 @@ use std::time::{Duration, Instant};
 use smol::{Async, Task, Timer};
 
 use super::auth::Authenticator;
-use super::limits::{ConnTable, LimitSettings, TokenBucket};
+use super::conn::{CloseReason, Conn, ConnConfig, Count, Env, Event};
+use super::limits::{ConnTable, LimitSettings};
 use super::media::{Output, Progress, Sink, UdpPair, media_task};
-use super::parse::{self, Limits, Message, Parsed};
+use super::parse::Limits;
 use super::response::Response;
-use super::session::{Admission, Connection, Context, Effect, MediaTransport, Settings};
+use super::session::{Admission, MediaTransport, PlayParams, Settings};
 use crate::fanout::Fanout;
+use crate::media::StreamInfo;
 use crate::rtp;
 
 /// SO_SNDBUF of RTSP connections (the kernel doubles it).
 const SEND_BUFFER: usize = 256 * 1024;
+
+/// Bytes read from a connection at a time.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// What the server is started with.
 #[derive(Debug, Clone)]
@@ -104,6 +109,29 @@ impl Admission for Viewers {
 
     fn release(&self) {
         self.stats.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Env for Shared {
+    fn stream_info(&self) -> Option<Arc<StreamInfo>> {
+        self.fanout.stream_info()
+    }
+
+    fn last_pts(&self) -> Option<Duration> {
+        self.fanout.last_pts()
+    }
+
+    fn admission(&self) -> &dyn Admission {
+        &self.viewers
+    }
+
+    fn count(&self, what: Count) {
+        let counter = match what {
+            Count::BadRequest => &self.stats.bad_requests,
+            Count::RateLimited => &self.stats.rate_limited,
+            Count::AuthFailure => &self.stats.auth_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -334,6 +362,46 @@ enum Wake {
     MediaEnded(io::Result<()>),
 }
 
+/// Why a connection ended.
+#[derive(Debug)]
+enum Disconnect {
+    /// The connection's policy closed it ([`Conn`]).
+    Conn(CloseReason),
+    /// The viewer closed its side.
+    PeerClosed,
+    Read(io::Error),
+    Write(io::Error),
+    /// The media task finished (the fan-out closed).
+    StreamEnded,
+    Media(io::Error),
+    /// A UDP PLAY on a server without a UDP port pair.
+    NoUdpPair,
+}
+
+impl std::fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Conn(r) => r.fmt(f),
+            Self::PeerClosed => f.write_str("closed by the viewer"),
+            Self::Read(e) => write!(f, "read failed: {e}"),
+            Self::Write(e) => write!(f, "write failed: {e}"),
+            Self::StreamEnded => f.write_str("the stream ended"),
+            Self::Media(e) => write!(f, "sending media failed: {e}"),
+            Self::NoUdpPair => f.write_str("UDP transport without a UDP port pair"),
+        }
+    }
+}
+
+impl std::error::Error for Disconnect {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Conn(r) => Some(r),
+            Self::Read(e) | Self::Write(e) | Self::Media(e) => Some(e),
+            Self::PeerClosed | Self::StreamEnded | Self::NoUdpPair => None,
+        }
+    }
+}
+
 /// Releases a connection's slot in the connection table when dropped.
 struct ConnSlot {
     shared: Arc<Shared>,
@@ -370,23 +438,16 @@ async fn refuse(stream: Async<TcpStream>, why: String) {
     let _ = stream.get_ref().shutdown(Shutdown::Both);
 }
 
-/// One RTSP connection: its parser buffer, state machine and media task.
+/// One RTSP connection's I/O: its socket, its [`Conn`] and its media task.
 struct ConnTask {
     shared: Arc<Shared>,
     peer: SocketAddr,
     stream: Arc<Async<TcpStream>>,
     out: Arc<Output>,
-    local_ip: std::net::IpAddr,
-    conn: Connection,
+    conn: Conn,
     /// Stamped by the RTCP receiver when a UDP viewer reports.
     activity: Arc<AtomicU64>,
-    buf: Vec<u8>,
-    filled: usize,
     media: Option<Media>,
-    bucket: TokenBucket,
-    /// When the client started a request it has not finished (or connected
-    /// without sending one yet).
-    pending_since: Option<Instant>,
     started: Instant,
     _slot: ConnSlot,
 }
@@ -400,24 +461,27 @@ impl ConnTask {
     ) -> Self {
         let stream = Arc::new(stream);
         let now = Instant::now();
-        let pl = shared.opts.parse_limits;
-        Self {
-            out: Arc::new(Output {
-                stream: stream.clone(),
-                lock: smol::lock::Mutex::new(()),
-            }),
+        let (settings, limits) = shared.live();
+        let config = ConnConfig {
+            parse_limits: shared.opts.parse_limits,
+            limits,
             local_ip: stream
                 .get_ref()
                 .local_addr()
                 .map(|a| a.ip())
                 .unwrap_or(shared.opts.listen.ip()),
-            conn: Connection::new(shared.live().0, peer, now),
+            udp_server_ports: shared.udp.as_ref().map(|u| u.ports).unwrap_or_default(),
+            sdp_session_id: shared.sdp_session_id,
+        };
+        let env: Arc<dyn Env> = shared.clone();
+        Self {
+            out: Arc::new(Output {
+                stream: stream.clone(),
+                lock: smol::lock::Mutex::new(()),
+            }),
+            conn: Conn::new(settings, config, env, peer, now, fastrand::Rng::new()),
             activity: Arc::new(AtomicU64::new(0)),
-            buf: vec![0u8; pl.max_header_bytes + pl.max_body_bytes + 64 * 1024],
-            filled: 0,
             media: None,
-            bucket: TokenBucket::new(shared.live().1.max_requests_per_second, now),
-            pending_since: Some(now),
             started: now,
             stream,
             peer,
@@ -434,7 +498,7 @@ impl ConnTask {
             .as_ref()
             .map(|m| m.progress.frames.load(Ordering::Relaxed));
         let _ = stop_media(&self.shared, &mut self.conn, &mut self.media).await;
-        let had_session = self.conn.close(&self.shared.viewers);
+        let had_session = self.conn.close_session();
         let _ = self.stream.get_ref().shutdown(Shutdown::Both);
         if had_session || frames.is_some() {
             log::info!(
@@ -451,23 +515,20 @@ impl ConnTask {
     }
 
     /// Serves until the connection should close; returns why.
-    async fn serve(&mut self) -> String {
+    async fn serve(&mut self) -> Disconnect {
+        let mut scratch = vec![0u8; READ_CHUNK];
         loop {
-            if let Err(reason) = self.process_buffer().await {
-                return reason;
+            if let Err(end) = self.flush().await {
+                return end;
             }
-            if let Err(reason) = self.check_deadlines().await {
-                return reason;
-            }
-            match self.wait().await {
-                Wake::Read(Ok(0)) => return "closed by the viewer".into(),
-                Wake::Read(Ok(n)) => {
-                    if self.filled == 0 {
-                        self.pending_since.get_or_insert_with(Instant::now);
-                    }
-                    self.filled += n;
-                }
-                Wake::Read(Err(e)) => return format!("read failed: {e}"),
+            let Some(deadline) = self.conn.poll_timeout() else {
+                // Closed: flush returned the reason already.
+                return Disconnect::PeerClosed;
+            };
+            match self.wait(deadline, &mut scratch).await {
+                Wake::Read(Ok(0)) => return Disconnect::PeerClosed,
+                Wake::Read(Ok(n)) => self.conn.handle_bytes(Instant::now(), &scratch[..n]),
+                Wake::Read(Err(e)) => return Disconnect::Read(e),
                 Wake::Deadline => {}
                 Wake::MediaEnded(result) => {
                     if let Some(m) = self.media.take() {
@@ -475,191 +536,70 @@ impl ConnTask {
                         self.shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
                     }
                     return match result {
-                        Ok(()) => "the stream ended".into(),
-                        Err(e) => format!("sending media failed: {e}"),
+                        Ok(()) => Disconnect::StreamEnded,
+                        Err(e) => Disconnect::Media(e),
                     };
                 }
             }
+            // UDP viewers keep their session alive with RTCP to our port.
+            let stamp = self.activity.load(Ordering::Relaxed);
+            if stamp > 0 {
+                self.conn
+                    .handle_activity(self.shared.epoch + Duration::from_millis(stamp));
+            }
+            self.conn.handle_timeout(Instant::now());
         }
     }
 
-    /// Handles every complete message in the buffer.
-    async fn process_buffer(&mut self) -> Result<(), String> {
-        // The buffer is taken out while requests borrow it.
-        let buf = std::mem::take(&mut self.buf);
-        let result = self.process(&buf).await;
-        self.buf = buf;
-        let consumed = result?;
-        self.buf.copy_within(consumed..self.filled, 0);
-        self.filled -= consumed;
-        if consumed > 0 {
-            // A request finished: the clock restarts only if another began.
-            self.pending_since = (self.filled > 0).then(Instant::now);
-        }
-        Ok(())
-    }
-
-    async fn process(&mut self, buf: &[u8]) -> Result<usize, String> {
-        let limits = self.shared.opts.parse_limits;
-        let mut consumed = 0;
+    /// Writes what the connection has to send and carries out its events.
+    async fn flush(&mut self) -> Result<(), Disconnect> {
         loop {
-            match parse::parse(&buf[consumed..self.filled], &limits) {
-                Ok(Parsed::Incomplete) => return Ok(consumed),
-                Ok(Parsed::Complete(Message::Interleaved { channel, payload }, n)) => {
-                    consumed += n;
-                    if channel % 2 == 1 && rtp::inspect_rtcp(payload).valid {
-                        self.conn.touch(Instant::now());
-                    }
-                }
-                Ok(Parsed::Complete(Message::Request(req), n)) => {
-                    consumed += n;
-                    self.request(&req).await?;
-                }
-                Err(e) => {
-                    self.shared
-                        .stats
-                        .bad_requests
-                        .fetch_add(1, Ordering::Relaxed);
-                    let (status, _) = e.status();
-                    log::warn!(
-                        "rtsp: bad request from {}: {e}; answering {status} and closing",
-                        self.peer
-                    );
-                    let mut bytes = Vec::new();
-                    Response::error(status, e.to_string()).write_to(None, &mut bytes);
-                    let _ = self.out.write_all(&bytes).await;
-                    return Err(format!("bad request: {e}"));
+            while let Some(bytes) = self.conn.poll_transmit() {
+                if let Err(e) = self.out.write_all(&bytes).await {
+                    // An answer before closing may go unwritten; the reason
+                    // for closing matters more than the failed write.
+                    return Err(match self.conn.poll_event() {
+                        Some(Event::Close(r)) => Disconnect::Conn(r),
+                        _ => Disconnect::Write(e),
+                    });
                 }
             }
-        }
-    }
-
-    async fn request(&mut self, req: &parse::Request<'_>) -> Result<(), String> {
-        let shared = self.shared.clone();
-        let peer = self.peer;
-        let (response, effect) = if !self.bucket.take(Instant::now()) {
-            shared.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-            (
-                Response::error(
-                    503,
-                    format!(
-                        "more than {} requests per second on this connection",
-                        shared.opts.limits.max_requests_per_second
-                    ),
-                )
-                .with_header("Retry-After", "1"),
-                Effect::None,
-            )
-        } else {
-            let info = if req.method == "DESCRIBE" {
-                shared.fanout.wait_stream_info(Duration::from_secs(2)).await
-            } else {
-                shared.fanout.stream_info()
+            let Some(event) = self.conn.poll_event() else {
+                return Ok(());
             };
-            self.conn.handle(
-                req,
-                &Context {
-                    now: Instant::now(),
-                    stream: info.as_deref(),
-                    local_ip: self.local_ip,
-                    udp_server_ports: shared.udp.as_ref().map(|u| u.ports).unwrap_or_default(),
-                    last_pts: shared.fanout.last_pts(),
-                    admission: &shared.viewers,
-                    sdp_version: (shared.sdp_session_id, sdp_version(info.as_deref())),
-                },
-            )
-        };
-        log::debug!(
-            "rtsp: {peer} {} {} -> {}",
-            req.method,
-            req.uri,
-            response.status
-        );
-        if !response.is_success() {
-            if response.status == 401 {
-                shared.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            match event {
+                Event::Close(reason) => return Err(Disconnect::Conn(reason)),
+                Event::AwaitStream(within) => {
+                    self.shared.fanout.wait_stream_info(within).await;
+                }
+                Event::Pause => {
+                    stop_media(&self.shared, &mut self.conn, &mut self.media).await;
+                    log::info!("rtsp: viewer {} paused", self.peer);
+                }
+                Event::Teardown => {
+                    let frames = stop_media(&self.shared, &mut self.conn, &mut self.media).await;
+                    if self.conn.is_closed() {
+                        // The session timed out; the Close that follows says so.
+                        continue;
+                    }
+                    log::info!(
+                        "rtsp: viewer {} ended its session (TEARDOWN){}",
+                        self.peer,
+                        frames
+                            .map(|f| format!(" after {f} frames"))
+                            .unwrap_or_default()
+                    );
+                }
+                Event::Play(params) => self.play(params).await?,
             }
-            // A challenge is the normal first step of authenticating.
-            let quiet = response.status == 401 && req.header("Authorization").is_none();
-            let line = format!(
-                "rtsp: {peer} {} {}: {} {} ({})",
-                req.method,
-                req.uri,
-                response.status,
-                response.reason,
-                response.body().trim_end()
-            );
-            if quiet {
-                log::debug!("{line}");
-            } else {
-                log::info!("{line}");
-            }
-        }
-        let mut bytes = Vec::new();
-        response.write_to(req.cseq(), &mut bytes);
-        self.out
-            .write_all(&bytes)
-            .await
-            .map_err(|e| format!("write failed: {e}"))?;
-        apply(
-            &shared,
-            &mut self.conn,
-            &mut self.media,
-            effect,
-            &self.out,
-            &self.activity,
-        )
-        .await
-    }
-
-    /// Ends the session or the connection when a timeout has passed.
-    async fn check_deadlines(&mut self) -> Result<(), String> {
-        // UDP viewers keep their session alive with RTCP to our port.
-        let stamp = self.activity.load(Ordering::Relaxed);
-        if stamp > 0 {
-            self.conn
-                .touch_at_least(self.shared.epoch + Duration::from_millis(stamp));
-        }
-        let now = Instant::now();
-        if let Some(since) = self.pending_since {
-            let limit = self.shared.opts.limits.handshake_timeout;
-            if now >= since + limit {
-                let mut bytes = Vec::new();
-                Response::error(408, "no complete request in time").write_to(None, &mut bytes);
-                let _ = self.out.write_all(&bytes).await;
-                return Err(format!("no complete request within {} s", limit.as_secs()));
-            }
-        }
-        match self.conn.expire(now, &self.shared.viewers) {
-            Some(Effect::Teardown) => {
-                let _ = stop_media(&self.shared, &mut self.conn, &mut self.media).await;
-                Err(format!(
-                    "session timed out ({} s without a request or RTCP)",
-                    self.shared.opts.session_timeout.as_secs()
-                ))
-            }
-            Some(_) => Err(format!(
-                "idle for {} s without a session",
-                self.shared.opts.limits.idle_timeout.as_secs()
-            )),
-            None => Ok(()),
-        }
-    }
-
-    fn deadline(&self) -> Instant {
-        let d = self.conn.deadline();
-        match self.pending_since {
-            Some(since) => d.min(since + self.shared.opts.limits.handshake_timeout),
-            None => d,
+            // Go on with what is buffered (it waited for this event).
+            self.conn.handle_bytes(Instant::now(), &[]);
         }
     }
 
     /// Waits for bytes, a deadline, or the end of the media task.
-    async fn wait(&mut self) -> Wake {
-        let deadline = self.deadline();
+    async fn wait(&mut self, deadline: Instant, buf: &mut [u8]) -> Wake {
         let stream = self.stream.clone();
-        let filled = self.filled;
-        let buf = &mut self.buf[filled..];
         let read = async {
             let mut s: &Async<TcpStream> = &stream;
             Wake::Read(smol::io::AsyncReadExt::read(&mut s, buf).await)
@@ -676,17 +616,53 @@ impl ConnTask {
             None => smol::future::or(read, timer).await,
         }
     }
-}
 
-fn sdp_version(info: Option<&crate::media::StreamInfo>) -> u64 {
-    // Changes whenever the parameter sets do (FNV-1a over SPS and PPS).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    if let Some(info) = info {
-        for b in info.params.sps.iter().chain(&info.params.pps) {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
+    /// Starts (or restarts) the session's media task.
+    async fn play(&mut self, params: PlayParams) -> Result<(), Disconnect> {
+        let shared = self.shared.clone();
+        stop_media(&shared, &mut self.conn, &mut self.media).await;
+        let progress = Arc::new(Progress {
+            next_seq: AtomicU32::new(u32::from(params.first_seq)),
+            ..Progress::default()
+        });
+        let (sink, route, how) = match params.transport {
+            MediaTransport::Tcp { .. } => (Sink::Tcp(self.out.clone()), None, "TCP".to_string()),
+            MediaTransport::Udp { rtp, rtcp } => {
+                let pair = shared.udp.clone().ok_or(Disconnect::NoUdpPair)?;
+                shared
+                    .rtcp_routes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(rtcp, self.activity.clone());
+                (
+                    Sink::Udp { pair, rtp, rtcp },
+                    Some(rtcp),
+                    format!("UDP to port {}", rtp.port()),
+                )
+            }
+        };
+        let sub = shared.fanout.subscribe(shared.opts.queue_frames);
+        let task = smol::spawn(media_task(
+            params,
+            sink,
+            sub,
+            progress.clone(),
+            shared.opts.max_payload,
+        ));
+        shared.stats.playing.fetch_add(1, Ordering::Relaxed);
+        log::info!(
+            "rtsp: viewer {} playing over {how} (session {}, {} playing)",
+            self.peer,
+            self.conn.session_id().unwrap_or("?"),
+            shared.stats.playing.load(Ordering::Relaxed)
+        );
+        self.media = Some(Media {
+            task,
+            progress,
+            route,
+        });
+        Ok(())
     }
-    h >> 1
 }
 
 fn unroute(shared: &Shared, m: &Media) {
@@ -701,95 +677,11 @@ fn unroute(shared: &Shared, m: &Media) {
 
 /// Stops a session's media task, keeping its sequence number for a resume.
 /// Returns how many frames it sent.
-async fn stop_media(
-    shared: &Shared,
-    conn: &mut Connection,
-    media: &mut Option<Media>,
-) -> Option<u64> {
+async fn stop_media(shared: &Shared, conn: &mut Conn, media: &mut Option<Media>) -> Option<u64> {
     let m = media.take()?;
     unroute(shared, &m);
     m.task.cancel().await;
     shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
     conn.set_next_seq(m.progress.next_seq.load(Ordering::Relaxed) as u16);
     Some(m.progress.frames.load(Ordering::Relaxed))
-}
-
-async fn apply(
-    shared: &Arc<Shared>,
-    conn: &mut Connection,
-    media: &mut Option<Media>,
-    effect: Effect,
-    out: &Arc<Output>,
-    activity: &Arc<AtomicU64>,
-) -> Result<(), String> {
-    match effect {
-        Effect::None => Ok(()),
-        Effect::Close => Err("closed after an error".into()),
-        Effect::Pause => {
-            stop_media(shared, conn, media).await;
-            log::info!("rtsp: viewer {} paused", conn.peer());
-            Ok(())
-        }
-        Effect::Teardown => {
-            let frames = stop_media(shared, conn, media).await;
-            log::info!(
-                "rtsp: viewer {} ended its session (TEARDOWN){}",
-                conn.peer(),
-                frames
-                    .map(|f| format!(" after {f} frames"))
-                    .unwrap_or_default()
-            );
-            Ok(())
-        }
-        Effect::Play(params) => {
-            stop_media(shared, conn, media).await;
-            let progress = Arc::new(Progress {
-                next_seq: AtomicU32::new(u32::from(params.first_seq)),
-                ..Progress::default()
-            });
-            let (sink, route, how) = match params.transport {
-                MediaTransport::Tcp { .. } => (Sink::Tcp(out.clone()), None, "TCP".to_string()),
-                MediaTransport::Udp { rtp, rtcp } => {
-                    shared
-                        .rtcp_routes
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(rtcp, activity.clone());
-                    (
-                        Sink::Udp {
-                            pair: shared
-                                .udp
-                                .clone()
-                                .ok_or("UDP transport without a UDP port pair")?,
-                            rtp,
-                            rtcp,
-                        },
-                        Some(rtcp),
-                        format!("UDP to port {}", rtp.port()),
-                    )
-                }
-            };
-            let sub = shared.fanout.subscribe(shared.opts.queue_frames);
-            let task = smol::spawn(media_task(
-                params,
-                sink,
-                sub,
-                progress.clone(),
-                shared.opts.max_payload,
-            ));
-            shared.stats.playing.fetch_add(1, Ordering::Relaxed);
-            log::info!(
-                "rtsp: viewer {} playing over {how} (session {}, {} playing)",
-                conn.peer(),
-                conn.session_id().unwrap_or("?"),
-                shared.stats.playing.load(Ordering::Relaxed)
-            );
-            *media = Some(Media {
-                task,
-                progress,
-                route,
-            });
-            Ok(())
-        }
-    }
 }

@@ -31,12 +31,49 @@ pub struct Y4mHeader {
     pub fps: Fraction,
 }
 
+/// Why a YUV4MPEG2 header line was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    NotText,
+    /// The line does not start with `YUV4MPEG2`.
+    NoSignature,
+    /// `F<n>:<d>` with a missing part, a non-number or a zero.
+    FrameRate(String),
+    /// A `C` tag other than 4:2:0.
+    ColourSpace(String),
+    /// An `I` tag other than progressive.
+    Interlaced(String),
+    /// `W` and `H` not both even and within 16..=8192.
+    Size(u32, u32),
+    /// No `W` or no `H` tag.
+    NoSize,
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotText => f.write_str("the header is not text"),
+            Self::NoSignature => f.write_str("not a YUV4MPEG2 file (no YUV4MPEG2 signature)"),
+            Self::FrameRate(val) => write!(f, "frame rate {val:?} is not N:D with N, D > 0"),
+            Self::ColourSpace(val) => write!(
+                f,
+                "colour space C{val} is not 4:2:0; convert with ffmpeg -pix_fmt yuv420p"
+            ),
+            Self::Interlaced(val) => write!(f, "interlaced files (I{val}) are not supported"),
+            Self::Size(w, h) => write!(f, "size {w}x{h}: both must be even, 16..=8192"),
+            Self::NoSize => f.write_str("the header has no W and H"),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
 /// Parses the header line (without its newline).
-pub fn parse_header(line: &[u8]) -> Result<Y4mHeader, String> {
-    let line = std::str::from_utf8(line).map_err(|_| "the header is not text".to_string())?;
+pub fn parse_header(line: &[u8]) -> Result<Y4mHeader, HeaderError> {
+    let line = std::str::from_utf8(line).map_err(|_| HeaderError::NotText)?;
     let mut words = line.split(' ');
     if words.next() != Some("YUV4MPEG2") {
-        return Err("not a YUV4MPEG2 file (no YUV4MPEG2 signature)".into());
+        return Err(HeaderError::NoSignature);
     }
     let (mut w, mut h, mut fps) = (None, None, None);
     for word in words.filter(|w| !w.is_empty()) {
@@ -48,23 +85,16 @@ pub fn parse_header(line: &[u8]) -> Result<Y4mHeader, String> {
             "W" => w = val.parse::<u32>().ok(),
             "H" => h = val.parse::<u32>().ok(),
             "F" => {
-                let (n, d) = val
+                let rate = val
                     .split_once(':')
-                    .ok_or(format!("frame rate {val:?} is not N:D"))?;
-                let (n, d) = (n.parse::<u32>(), d.parse::<u32>());
-                match (n, d) {
-                    (Ok(n), Ok(d)) if n > 0 && d > 0 => fps = Some(Fraction::new(n, d)),
-                    _ => return Err(format!("frame rate {val:?} is not N:D with N, D > 0")),
+                    .map(|(n, d)| (n.parse::<u32>(), d.parse::<u32>()));
+                match rate {
+                    Some((Ok(n), Ok(d))) if n > 0 && d > 0 => fps = Some(Fraction::new(n, d)),
+                    _ => return Err(HeaderError::FrameRate(val.into())),
                 }
             }
-            "C" if !val.starts_with("420") => {
-                return Err(format!(
-                    "colour space C{val} is not 4:2:0; convert with ffmpeg -pix_fmt yuv420p"
-                ));
-            }
-            "I" if !matches!(val, "p" | "?") => {
-                return Err(format!("interlaced files (I{val}) are not supported"));
-            }
+            "C" if !val.starts_with("420") => return Err(HeaderError::ColourSpace(val.into())),
+            "I" if !matches!(val, "p" | "?") => return Err(HeaderError::Interlaced(val.into())),
             _ => {}
         }
     }
@@ -74,8 +104,8 @@ pub fn parse_header(line: &[u8]) -> Result<Y4mHeader, String> {
         {
             (w, h)
         }
-        (Some(w), Some(h)) => return Err(format!("size {w}x{h}: both must be even, 16..=8192")),
-        _ => return Err("the header has no W and H".into()),
+        (Some(w), Some(h)) => return Err(HeaderError::Size(w, h)),
+        _ => return Err(HeaderError::NoSize),
     };
     Ok(Y4mHeader {
         width,

@@ -13,13 +13,17 @@
 //! kills the process exactly when a camera is unplugged. The dozen ioctls
 //! needed are small enough to own (`sys`), with drops that cannot panic.
 
+mod list;
 pub mod negotiate;
+#[allow(unsafe_code)]
 mod sys;
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use self::list::{ListError, device_nodes, list_devices, list_formats, list_formats_for};
 use self::negotiate::{CameraFormat, FrameSize, Intervals, Request};
 use self::sys::{Device, Fract, Mapping};
 use super::{FrameSource, SourceError, SourceFormat};
@@ -198,116 +202,33 @@ fn enumerate(dev: &Device, at: Option<(u32, u32)>) -> io::Result<Vec<CameraForma
     Ok(formats)
 }
 
-/// The V4L2 device nodes present, sorted by number.
-pub fn device_nodes() -> Vec<PathBuf> {
-    let mut nodes: Vec<(u32, PathBuf)> = std::fs::read_dir("/dev")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let n = name.strip_prefix("video")?.parse().ok()?;
-            Some((n, e.path()))
-        })
-        .collect();
-    nodes.sort();
-    nodes.into_iter().map(|(_, p)| p).collect()
+/// The driver's line stride is shorter than a line of pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StrideError {
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    stride: usize,
+    row: usize,
 }
 
-/// The stable names (`/dev/v4l/by-id/...`, `by-path/...`) pointing at `node`.
-fn stable_names(node: &Path) -> Vec<PathBuf> {
-    let target = std::fs::canonicalize(node).unwrap_or_else(|_| node.to_path_buf());
-    let mut names = Vec::new();
-    for dir in ["/dev/v4l/by-id", "/dev/v4l/by-path"] {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if std::fs::canonicalize(e.path()).ok().as_deref() == Some(target.as_path()) {
-                names.push(e.path());
-            }
-        }
+impl fmt::Display for StrideError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            format,
+            width,
+            height,
+            stride,
+            row,
+        } = self;
+        write!(
+            f,
+            "the driver gave {format} {width}x{height} a line stride of {stride} bytes, less than {row}"
+        )
     }
-    names.sort();
-    names
 }
 
-/// The text of `--list-devices`.
-pub fn list_devices() -> String {
-    let nodes = device_nodes();
-    if nodes.is_empty() {
-        return "no V4L2 devices (/dev/video*) found\n".into();
-    }
-    let mut out = String::new();
-    for node in nodes {
-        let line = match Device::open(&node).and_then(|d| query(&d, &node)) {
-            Ok(i) => {
-                let what = if i.capture {
-                    "video capture"
-                } else if i.mplane {
-                    "multi-planar capture (not supported)"
-                } else {
-                    "no video capture (metadata or output node)"
-                };
-                format!(
-                    "{}: {} (driver {}, {}): {what}",
-                    node.display(),
-                    i.card,
-                    i.driver,
-                    i.bus_info
-                )
-            }
-            Err(e) => format!("{}: cannot open: {e}", node.display()),
-        };
-        out.push_str(&line);
-        out.push('\n');
-        for name in stable_names(&node) {
-            out.push_str(&format!("    also {}\n", name.display()));
-        }
-    }
-    out
-}
-
-/// The text of `--list-formats` for one device.
-pub fn list_formats(path: &Path) -> Result<String, String> {
-    let dev = Device::open(path).map_err(|e| open_error(path, e).message)?;
-    let info = query(&dev, path).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOTTY) | Some(libc::EINVAL) => {
-            format!("{} is not a V4L2 device", path.display())
-        }
-        _ => format!("{}: {e}", path.display()),
-    })?;
-    let formats = enumerate(&dev, None).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(format!(
-        "{}: {} (driver {}, {})\n{}",
-        path.display(),
-        info.card,
-        info.driver,
-        info.bus_info,
-        negotiate::describe(&formats)
-    ))
-}
-
-/// The text of `--list-formats`: the `source` camera, or every capture
-/// device if the source is not a camera.
-pub fn list_formats_for(source: &crate::config::SourceSpec) -> Result<String, String> {
-    if let crate::config::SourceSpec::Device(path) = source {
-        return list_formats(path);
-    }
-    let mut out = String::new();
-    for node in device_nodes() {
-        let capture = Device::open(&node)
-            .and_then(|d| query(&d, &node))
-            .is_ok_and(|i| i.capture);
-        if capture {
-            match list_formats(&node) {
-                Ok(text) => out.push_str(&text),
-                Err(e) => out.push_str(&format!("{e}\n")),
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err("no V4L2 capture devices found (see --list-devices)".into());
-    }
-    Ok(out)
-}
+impl std::error::Error for StrideError {}
 
 /// How the bytes of a buffer become an [`Image`].
 #[derive(Debug, Clone, Copy)]
@@ -321,7 +242,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(format: PixelFormat, width: u32, height: u32, bpl: u32) -> Result<Self, String> {
+    fn new(format: PixelFormat, width: u32, height: u32, bpl: u32) -> Result<Self, StrideError> {
         let (w, h) = (width as usize, height as usize);
         let bpl = bpl as usize;
         let min_bytes = match format {
@@ -336,9 +257,13 @@ impl Layout {
             _ => 0,
         };
         if bpl < row {
-            return Err(format!(
-                "the driver gave {format} {width}x{height} a line stride of {bpl} bytes, less than {row}"
-            ));
+            return Err(StrideError {
+                format,
+                width,
+                height,
+                stride: bpl,
+                row,
+            });
         }
         Ok(Self {
             format,
@@ -700,79 +625,4 @@ impl Drop for V4l2Source {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layouts_honour_the_stride_and_check_sizes() {
-        let l = Layout::new(PixelFormat::I420, 6, 4, 8).unwrap();
-        assert_eq!(l.min_bytes, 8 * 4 + 2 * 4 * 2);
-        let buf = vec![0u8; l.min_bytes];
-        match l.image(&buf) {
-            Some(Image::Planar(p)) => {
-                assert_eq!(p.strides, [8, 4, 4]);
-                assert_eq!(p.planes.map(|p| p.len()), [32, 8, 8]);
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(l.image(&buf[1..]).is_none(), "short frame");
-        let l = Layout::new(PixelFormat::Nv12, 6, 4, 8).unwrap();
-        assert_eq!(l.min_bytes, 8 * 4 + 8 * 2);
-        let l = Layout::new(PixelFormat::Yuyv, 6, 4, 16).unwrap();
-        assert_eq!(l.min_bytes, 16 * 3 + 12);
-        assert!(Layout::new(PixelFormat::Yuyv, 6, 4, 10).is_err());
-        let l = Layout::new(PixelFormat::Mjpeg, 6, 4, 0).unwrap();
-        assert!(matches!(
-            l.image(&[0xff, 0xd8]),
-            Some(Image::Compressed { data, .. }) if data.len() == 2
-        ));
-    }
-
-    #[test]
-    fn slow_cameras_get_three_frame_intervals() {
-        assert_eq!(stall_timeout(Fraction::new(30, 1)), STALL_TIMEOUT);
-        assert_eq!(stall_timeout(Fraction::new(1, 1)), Duration::from_secs(3));
-    }
-
-    #[test]
-    fn helpers() {
-        assert_eq!(fourcc_text(sys::fourcc(b"Y16 ")), "Y16");
-        assert_eq!(fourcc_text(sys::fourcc(b"MJPG")), "MJPG");
-        assert_eq!(c_text(b"vivid\0\0junk"), "vivid");
-        assert_eq!(reduce(Fraction::new(30000, 1000)), Fraction::new(30, 1));
-        assert_eq!(
-            reduce(Fraction::new(30000, 1001)),
-            Fraction::new(30000, 1001)
-        );
-    }
-
-    #[test]
-    fn a_missing_camera_is_recoverable() {
-        let e = V4l2Source::open(
-            Path::new("/dev/video-edgestream-test-missing"),
-            Request {
-                width: 640,
-                height: 480,
-                fps: 30,
-                format: None,
-            },
-        )
-        .err()
-        .unwrap();
-        assert!(e.recoverable, "{e}");
-        assert!(e.message.contains("is not there"), "{e}");
-        let e = V4l2Source::open(
-            Path::new("/dev/null"),
-            Request {
-                width: 640,
-                height: 480,
-                fps: 30,
-                format: None,
-            },
-        )
-        .err()
-        .unwrap();
-        assert!(!e.recoverable, "{e}");
-        assert!(e.message.contains("not a V4L2 device"), "{e}");
-    }
-}
+mod tests;

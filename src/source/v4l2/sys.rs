@@ -277,22 +277,33 @@ const VIDIOC_S_CTRL: c_ulong = iowr::<Control>(28);
 const VIDIOC_ENUM_FRAMESIZES: c_ulong = iowr::<FrmSizeEnum>(74);
 const VIDIOC_ENUM_FRAMEINTERVALS: c_ulong = iowr::<FrmIvalEnum>(75);
 
-/// All-zero values of the plain-data structures above.
-trait Zeroed: Sized + Copy {
+/// All-zero values of plain-data structures.
+///
+/// # Safety
+///
+/// Implement it only for types for which all-zero bytes are a valid value:
+/// the repr(C) structures of this file, which hold integers, arrays, raw
+/// pointers and unions of those (as in C).
+unsafe trait Zeroed: Sized + Copy {
     fn zeroed() -> Self {
-        // SAFETY: implemented only for the repr(C) structures of this file,
-        // which hold integers, arrays, raw pointers and unions of those, for
-        // all of which all-zero bytes are a valid value (as in C).
+        // SAFETY: the trait's contract: all-zero bytes are a valid `Self`.
         unsafe { std::mem::zeroed() }
     }
 }
-impl Zeroed for Capability {}
-impl Zeroed for FmtDesc {}
-impl Zeroed for FrmSizeEnum {}
-impl Zeroed for FrmIvalEnum {}
-impl Zeroed for Format {}
-impl Zeroed for Buffer {}
-impl Zeroed for StreamParm {}
+// SAFETY: Capability is a repr(C) structure of integers, arrays, pointers and unions of those.
+unsafe impl Zeroed for Capability {}
+// SAFETY: FmtDesc is a repr(C) structure of integers, arrays, pointers and unions of those.
+unsafe impl Zeroed for FmtDesc {}
+// SAFETY: FrmSizeEnum is a repr(C) structure of integers, arrays, pointers and unions of those.
+unsafe impl Zeroed for FrmSizeEnum {}
+// SAFETY: FrmIvalEnum is a repr(C) structure of integers, arrays, pointers and unions of those.
+unsafe impl Zeroed for FrmIvalEnum {}
+// SAFETY: Format is a repr(C) structure of integers, arrays, pointers and unions of those.
+unsafe impl Zeroed for Format {}
+// SAFETY: Buffer is a repr(C) structure of integers, arrays, pointers and unions of those.
+unsafe impl Zeroed for Buffer {}
+// SAFETY: StreamParm is a repr(C) structure of integers, arrays, pointers and unions of those.
+unsafe impl Zeroed for StreamParm {}
 
 // ------------------------------------------------------------- device --
 
@@ -339,9 +350,8 @@ impl Device {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: open() just returned this descriptor; nothing else owns it.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd })
     }
 
     fn raw(&self) -> RawFd {

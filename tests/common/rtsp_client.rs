@@ -1,0 +1,117 @@
+//! A raw RTSP client driven by hand, for malformed, stalled and flooding
+//! requests no real player sends.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// A minimal hand-driven RTSP client for malformed and stalled requests.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    pub fn connect(addr: &str) -> Self {
+        Self::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Connects from a given loopback source address (127.0.0.0/8 is all
+    /// local on Linux), so tests can act as many clients.
+    pub fn connect_from(addr: &str, source: std::net::IpAddr) -> std::io::Result<Self> {
+        let target: std::net::SocketAddr = addr.parse().unwrap();
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        s.bind(&std::net::SocketAddr::new(source, 0).into())?;
+        s.connect(&target.into())?;
+        Ok(Self::from_stream(s.into()))
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Self {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one response (status line, headers, body by Content-Length),
+    /// skipping interleaved data. `None` if the server closed first.
+    pub fn response(&mut self) -> Option<(u16, String)> {
+        loop {
+            if self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
+                let n = 4 + u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
+                if self.buf.len() >= n {
+                    self.buf.drain(..n);
+                    continue;
+                }
+            } else if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        n.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + len {
+                    let body =
+                        String::from_utf8_lossy(&self.buf[end + 4..end + 4 + len]).into_owned();
+                    self.buf.drain(..end + 4 + len);
+                    let status = head.split(' ').nth(1)?.parse().ok()?;
+                    return Some((status, format!("{head}\r\n\r\n{body}")));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn request(&mut self, text: &str) -> Option<(u16, String)> {
+        self.send(text.as_bytes());
+        self.response()
+    }
+
+    /// Whether the server has closed the connection (reads until EOF or
+    /// the timeout).
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        self.stream.set_read_timeout(Some(limit)).unwrap();
+        let mut chunk = [0u8; 65536];
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A header's value in a response text.
+pub fn header<'a>(resp: &'a str, name: &str) -> Option<&'a str> {
+    resp.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
