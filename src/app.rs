@@ -230,7 +230,10 @@ pub fn run(config: Config) -> Result<(), String> {
         .iter()
         .map(|url| crate::push::PushTarget::parse(url).map_err(|e| format!("--push: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let keyframes = Arc::new(KeyframeRequest::default());
+    let keyframes = Arc::new(KeyframeRequest::with_budget(
+        config.keyframe_burst,
+        crate::fanout::KEYFRAME_REFILL,
+    ));
     let fanout = Fanout::new(keyframes);
     let stats = Arc::new(PipelineStats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -344,6 +347,7 @@ pub fn run(config: Config) -> Result<(), String> {
                     let h = health.snapshot();
                     let line = StatsLine {
                         window: stats.take_window(),
+                        threads: stats.threads(),
                         elapsed: last.elapsed(),
                         viewers: server_stats
                             .as_ref()
