@@ -5,6 +5,12 @@
 //! is full, that sink loses frames until the next keyframe (a decoder cannot
 //! resume on anything else) and a keyframe is requested so it does not wait a
 //! whole GOP. Memory is bounded by sinks x capacity x frame size.
+//!
+//! A new sink starts at a keyframe at once: an IDR forced for it while the
+//! [`KeyframeBudget`] has a token, otherwise the newest IDR and the frames
+//! since (kept here, shared, bounded in bytes), so a join storm is never an
+//! IDR flood. This works the same for a source that cannot be asked for
+//! IDRs (a zero budget). README "Joining viewers" has the figures.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,7 +59,8 @@ impl KeyframeBudget {
 
     fn refill(&mut self, now: Duration) {
         let since = *self.since.get_or_insert(now);
-        if self.tokens >= self.burst {
+        if self.tokens >= self.burst || now < since {
+            // Full, or the clock went back (another source): start over.
             self.since = Some(now);
             return;
         }
@@ -129,6 +136,13 @@ impl KeyframeRequest {
 
     fn lock(&self) -> MutexGuard<'_, Pacing> {
         self.pacing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the budget, e.g. to a zero burst for a source that cannot be
+    /// asked for IDRs (new sinks then always start at the newest IDR with
+    /// the frames since, or wait for the next one).
+    pub fn set_budget(&self, burst: u32, refill: Duration) {
+        self.lock().budget = KeyframeBudget::new(burst, refill);
     }
 
     /// Asks for a keyframe: forced when a token is (or comes) back, unless

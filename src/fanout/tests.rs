@@ -90,6 +90,9 @@ fn budget_gives_a_burst_then_one_token_per_refill() {
     // Time going backwards (a new source) takes nothing and breaks nothing.
     assert!(b.try_take(ms(5)));
     assert_eq!(b.available(ms(0)), 1);
+    assert!(b.try_take(ms(10)));
+    assert!(!b.try_take(ms(500)));
+    assert!(b.try_take(ms(1010)), "refills on the new clock");
     assert!(!KeyframeBudget::new(0, ms(1000)).try_take(t));
 }
 
