@@ -243,7 +243,10 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
         .iter()
         .map(|url| crate::push::PushTarget::parse(url).map_err(|e| format!("--push: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let keyframes = Arc::new(KeyframeRequest::default());
+    let keyframes = Arc::new(KeyframeRequest::with_budget(
+        config.keyframe_burst,
+        crate::fanout::KEYFRAME_REFILL,
+    ));
     let fanout = Fanout::new(keyframes);
     let stats = Arc::new(PipelineStats::default());
     let health = Health::new();
@@ -348,6 +351,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
                     let h = health.snapshot();
                     let line = StatsLine {
                         window: stats.take_window(),
+                        threads: stats.threads(),
                         elapsed: last.elapsed(),
                         viewers: server_stats
                             .as_ref()

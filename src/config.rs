@@ -99,9 +99,16 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS")]
     pub keyint: Option<f64>,
 
-    /// x264 threads; 0 lets x264 choose from the CPU count. [default: 0]
+    /// x264 threads; 0 picks the fewest that keep encoding inside half the
+    /// frame interval, measured as it runs. [default: 0]
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
+
+    /// Forced IDRs for joining viewers at once (one more per second); past
+    /// that a viewer starts at the newest IDR with the frames since; 0 never
+    /// forces one. [default: 2]
+    #[arg(long, value_name = "N")]
+    pub keyframe_burst: Option<u32>,
 
     /// RTSP server address, or `off`. [default: 0.0.0.0:8554]
     #[arg(long, value_name = "ADDR:PORT|off")]
@@ -232,6 +239,7 @@ struct FileConfig {
     bitrate: Option<u32>,
     keyint: Option<f64>,
     threads: Option<u32>,
+    keyframe_burst: Option<u32>,
     rtsp: Option<String>,
     rtsp_path: Option<String>,
     push: Option<PushList>,
@@ -454,6 +462,7 @@ pub struct Config {
     pub bitrate: u32,
     pub keyint: f64,
     pub threads: u32,
+    pub keyframe_burst: u32,
     /// `None`: the RTSP server is off.
     pub rtsp: Option<SocketAddr>,
     pub rtsp_path: String,
@@ -548,6 +557,7 @@ impl Default for Config {
             bitrate: 1000,
             keyint: 2.0,
             threads: 0,
+            keyframe_burst: 2,
             rtsp: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8554))),
             rtsp_path: "/live".into(),
             push: Vec::new(),
@@ -760,6 +770,14 @@ impl Config {
         }
         if let Some((v, o)) = pick(cli.threads, file.threads, "threads", path) {
             c.threads = in_range(v, &o, 0, 64, " (0 = automatic)")?;
+        }
+        if let Some((v, o)) = pick(
+            cli.keyframe_burst,
+            file.keyframe_burst,
+            "keyframe-burst",
+            path,
+        ) {
+            c.keyframe_burst = in_range(v, &o, 0, 100, " forced keyframes")?;
         }
         if let Some((v, o)) = pick(cli.rtsp.clone(), file.rtsp, "rtsp", path) {
             c.rtsp = parse_listen(&v).ok_or_else(|| {
@@ -1036,6 +1054,7 @@ impl Config {
         put("bitrate", i64::from(self.bitrate).into());
         put("keyint", self.keyint.into());
         put("threads", i64::from(self.threads).into());
+        put("keyframe-burst", i64::from(self.keyframe_burst).into());
         put(
             "rtsp",
             self.rtsp

@@ -5,8 +5,15 @@
 //! is full, that sink loses frames until the next keyframe (a decoder cannot
 //! resume on anything else) and a keyframe is requested so it does not wait a
 //! whole GOP. Memory is bounded by sinks x capacity x frame size.
+//!
+//! A new sink starts at a keyframe at once: an IDR forced for it while the
+//! [`KeyframeBudget`] has a token, otherwise the newest IDR and the frames
+//! since (kept here, shared, bounded in bytes), so a join storm is never an
+//! IDR flood. This works the same for a source that cannot be asked for
+//! IDRs (a zero budget). README "Joining viewers" has the figures.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,76 +21,240 @@ use smol::channel::{self, Receiver, Sender, TrySendError};
 
 use crate::media::{EncodedFrame, StreamInfo};
 
-/// A request for the encoder to make the next frame an IDR, shared between
-/// whoever wants one (a new viewer, a lagging sink, a reconnected pusher) and
-/// the encoder thread, which honours it at most once per
-/// [`KeyframePacer`] interval.
-#[derive(Debug, Default)]
+/// How many forced IDRs may go out at once (a join storm gets this many
+/// fresh keyframes before later joiners start from the newest IDR instead).
+pub const DEFAULT_KEYFRAME_BURST: u32 = 2;
+/// One forced-IDR token comes back per this much stream time.
+pub const KEYFRAME_REFILL: Duration = Duration::from_secs(1);
+/// The most a new sink is sent at once when it starts at the newest IDR
+/// with the frames since (shared, never copied). Past this the newest GOP is
+/// not offered and the sink waits for a keyframe.
+pub const JOIN_BACKLOG_BYTES: usize = 256 * 1024;
+/// ... and at most this many frames.
+pub const JOIN_BACKLOG_FRAMES: usize = 120;
+
+/// A token bucket for forced IDRs, on stream time passed in (pure).
+///
+/// `burst` tokens at most; one comes back every `refill`. A bucket with a
+/// zero burst never grants one: keyframes only come from the GOP (a source
+/// that cannot be asked for IDRs).
+#[derive(Debug, Clone)]
+pub struct KeyframeBudget {
+    burst: u32,
+    refill: Duration,
+    tokens: u32,
+    /// When the next token started accruing (`None` before the first use).
+    since: Option<Duration>,
+}
+
+impl KeyframeBudget {
+    pub fn new(burst: u32, refill: Duration) -> Self {
+        Self {
+            burst,
+            refill: refill.max(Duration::from_millis(1)),
+            tokens: burst,
+            since: None,
+        }
+    }
+
+    fn refill(&mut self, now: Duration) {
+        let since = *self.since.get_or_insert(now);
+        if self.tokens >= self.burst || now < since {
+            // Full, or the clock went back (another source): start over.
+            self.since = Some(now);
+            return;
+        }
+        let ticks = now.saturating_sub(since).as_nanos() / self.refill.as_nanos();
+        if ticks > 0 {
+            let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+            self.tokens = self.tokens.saturating_add(ticks).min(self.burst);
+            self.since = Some(since + self.refill.saturating_mul(ticks));
+        }
+    }
+
+    /// Tokens left at `now`.
+    pub fn available(&mut self, now: Duration) -> u32 {
+        self.refill(now);
+        self.tokens
+    }
+
+    /// Takes a token if one is left at `now`.
+    pub fn try_take(&mut self, now: Duration) -> bool {
+        self.refill(now);
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+
+    /// Gives back a token whose IDR was not needed (the GOP came first).
+    pub fn refund(&mut self) {
+        self.tokens = (self.tokens + 1).min(self.burst);
+    }
+}
+
+#[derive(Debug)]
+struct Pacing {
+    budget: KeyframeBudget,
+    /// A token is taken: the next frame is forced to an IDR.
+    granted: bool,
+    /// Someone needs a keyframe but no token was left: forced as soon as
+    /// one comes back, unless the GOP comes first.
+    wanted: bool,
+}
+
+/// Keyframe requests shared between whoever wants one (a new viewer, a
+/// lagging sink, a reconnected pusher) and the encoder thread, paced by a
+/// [`KeyframeBudget`] so a storm of requests is never a flood of IDRs.
+#[derive(Debug)]
 pub struct KeyframeRequest {
-    pending: AtomicBool,
+    pacing: Mutex<Pacing>,
     requests: AtomicU64,
+    forced: AtomicU64,
+}
+
+impl Default for KeyframeRequest {
+    fn default() -> Self {
+        Self::with_budget(DEFAULT_KEYFRAME_BURST, KEYFRAME_REFILL)
+    }
 }
 
 impl KeyframeRequest {
+    /// `burst` forced IDRs at once, one more per `refill`.
+    pub fn with_budget(burst: u32, refill: Duration) -> Self {
+        Self {
+            pacing: Mutex::new(Pacing {
+                budget: KeyframeBudget::new(burst, refill),
+                granted: false,
+                wanted: false,
+            }),
+            requests: AtomicU64::new(0),
+            forced: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pacing> {
+        self.pacing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the budget, e.g. to a zero burst for a source that cannot be
+    /// asked for IDRs (new sinks then always start at the newest IDR with
+    /// the frames since, or wait for the next one).
+    pub fn set_budget(&self, burst: u32, refill: Duration) {
+        self.lock().budget = KeyframeBudget::new(burst, refill);
+    }
+
+    /// Asks for a keyframe: forced when a token is (or comes) back, unless
+    /// the GOP brings one first. Never lost.
     pub fn request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.pending.store(true, Ordering::Release);
+        self.lock().wanted = true;
+    }
+
+    /// Asks for a keyframe only if one can be forced now (a token is left,
+    /// or one is already on its way); `false` leaves nothing pending.
+    pub fn try_request(&self, now: Duration) -> bool {
+        let mut p = self.lock();
+        if p.granted || p.budget.try_take(now) {
+            p.granted = true;
+            drop(p);
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
     }
 
     pub fn is_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+        let p = self.lock();
+        p.granted || p.wanted
     }
 
-    /// Clears the request; returns whether one was pending.
+    /// Clears any request; returns whether one was pending.
     pub fn take(&self) -> bool {
-        self.pending.swap(false, Ordering::AcqRel)
+        let mut p = self.lock();
+        let was = p.granted || p.wanted;
+        (p.granted, p.wanted) = (false, false);
+        was
     }
 
     /// How many requests were made in all.
     pub fn total(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
-}
 
-/// Rate-limits forced keyframes: a request made within `min_interval` of the
-/// last forced keyframe waits (it is not lost) until the interval has passed.
-/// Natural keyframes (the GOP) also satisfy pending requests.
-#[derive(Debug, Clone)]
-pub struct KeyframePacer {
-    min_interval: Duration,
-    last: Option<Duration>,
-}
-
-impl KeyframePacer {
-    pub fn new(min_interval: Duration) -> Self {
-        Self {
-            min_interval,
-            last: None,
-        }
+    /// How many IDRs were forced in all.
+    pub fn forced(&self) -> u64 {
+        self.forced.load(Ordering::Relaxed)
     }
 
     /// Decides whether the frame about to be encoded at `now` must be forced
-    /// to an IDR. Consumes the request only when it is honoured.
-    pub fn should_force(&mut self, request: &KeyframeRequest, now: Duration) -> bool {
-        if !request.is_pending() {
-            return false;
+    /// to an IDR, spending a token; a request with no token left waits.
+    pub fn should_force(&self, now: Duration) -> bool {
+        let mut p = self.lock();
+        let force = p.granted || (p.wanted && p.budget.try_take(now));
+        if force {
+            (p.granted, p.wanted) = (false, false);
+            drop(p);
+            self.forced.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(last) = self.last {
-            if now.saturating_sub(last) < self.min_interval {
-                return false;
-            }
-        }
-        request.take();
-        self.last = Some(now);
-        true
+        force
     }
 
-    /// Tells the pacer a keyframe went out anyway (the GOP): a pending
-    /// request is satisfied by it.
-    pub fn natural_keyframe(&mut self, request: &KeyframeRequest, now: Duration) {
-        request.take();
-        self.last = Some(now);
+    /// A keyframe went out anyway (the GOP, a camera's own): it satisfies
+    /// what was pending, and a token taken for it comes back.
+    pub fn natural_keyframe(&self) {
+        let mut p = self.lock();
+        if p.granted {
+            p.budget.refund();
+        }
+        (p.granted, p.wanted) = (false, false);
     }
+}
+
+/// The newest IDR and the frames since, kept for sinks that join when no
+/// forced IDR is left: bounded by [`JOIN_BACKLOG_BYTES`] and
+/// [`JOIN_BACKLOG_FRAMES`], the frames shared with every sink.
+#[derive(Default)]
+struct Gop {
+    frames: Vec<Arc<EncodedFrame>>,
+    bytes: usize,
+}
+
+impl Gop {
+    fn push(&mut self, frame: &Arc<EncodedFrame>) {
+        if frame.keyframe {
+            self.frames.clear();
+            self.bytes = 0;
+        } else if self.frames.is_empty() {
+            return;
+        }
+        let len = frame.annex_b().len();
+        if self.bytes + len > JOIN_BACKLOG_BYTES || self.frames.len() >= JOIN_BACKLOG_FRAMES {
+            // Too much to send at once: no backlog until the next IDR.
+            self.frames.clear();
+            self.bytes = 0;
+            return;
+        }
+        self.bytes += len;
+        self.frames.push(frame.clone());
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+    }
+}
+
+/// How sinks started, for the stats line and the benchmarks.
+#[derive(Debug, Default)]
+pub struct JoinStats {
+    /// Started at an IDR forced for them (a token was left).
+    pub forced: AtomicU64,
+    /// Started at once at the newest IDR with the frames since.
+    pub backlog: AtomicU64,
+    /// Waited for the next keyframe (no token, no backlog).
+    pub waited: AtomicU64,
 }
 
 /// Counters one sink's subscription keeps, readable by the stats line.
@@ -129,6 +300,7 @@ struct State {
     slots: Vec<Slot>,
     info: Option<Arc<StreamInfo>>,
     last_pts: Option<Duration>,
+    gop: Gop,
 }
 
 /// The broadcast point between the encoder and the sinks.
@@ -141,6 +313,7 @@ pub struct Fanout {
     /// waiting for a keyframe.
     drops: [AtomicU64; 3],
     info_changed: event_listener::Event,
+    joins: JoinStats,
 }
 
 impl Fanout {
@@ -152,6 +325,7 @@ impl Fanout {
             dropped_total: AtomicU64::new(0),
             drops: Default::default(),
             info_changed: event_listener::Event::new(),
+            joins: JoinStats::default(),
         })
     }
 
@@ -171,6 +345,8 @@ impl Fanout {
         let mut st = self.lock();
         if st.info.as_deref() != Some(&info) {
             st.info = Some(Arc::new(info));
+            // Frames coded with other parameters cannot start a sink.
+            st.gop.clear();
             drop(st);
             self.info_changed.notify(usize::MAX);
         }
@@ -204,25 +380,56 @@ impl Fanout {
         self.lock().last_pts
     }
 
-    /// Adds a sink with a queue of `capacity` frames. Its first frame will be
-    /// a keyframe, and one is requested now.
+    /// How sinks started so far.
+    pub fn joins(&self) -> &JoinStats {
+        &self.joins
+    }
+
+    /// Adds a sink with a queue of `capacity` frames. Its first frame is a
+    /// keyframe, at once: an IDR forced for it if the [`KeyframeBudget`] has
+    /// a token left; otherwise the newest IDR and the frames since (shared,
+    /// bounded by [`JOIN_BACKLOG_BYTES`]), ahead of its queue; failing both,
+    /// the next keyframe, which is requested.
     pub fn subscribe(self: &Arc<Self>, capacity: usize) -> Subscription {
         let (tx, rx) = channel::bounded(capacity.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(SinkStats::default());
-        self.lock().slots.push(Slot {
+        let mut st = self.lock();
+        let (need_keyframe, backlog) = self.start(&st, &stats);
+        st.slots.push(Slot {
             id,
             tx,
-            need_keyframe: true,
+            need_keyframe,
             lost: false,
             stats: stats.clone(),
         });
-        self.keyframes.request();
+        drop(st);
         Subscription {
             id,
             rx,
+            backlog: Mutex::new(backlog),
             stats,
             fanout: self.clone(),
+        }
+    }
+
+    /// How a sink (re)starts: `(wait for a keyframe, frames to send first)`.
+    fn start(&self, st: &State, stats: &SinkStats) -> (bool, VecDeque<Arc<EncodedFrame>>) {
+        let now = st.last_pts.unwrap_or_default();
+        if self.keyframes.try_request(now) {
+            self.joins.forced.fetch_add(1, Ordering::Relaxed);
+            (true, VecDeque::new())
+        } else if !st.gop.frames.is_empty() {
+            let backlog: VecDeque<_> = st.gop.frames.iter().cloned().collect();
+            stats
+                .delivered
+                .fetch_add(backlog.len() as u64, Ordering::Relaxed);
+            self.joins.backlog.fetch_add(1, Ordering::Relaxed);
+            (false, backlog)
+        } else {
+            self.keyframes.request();
+            self.joins.waited.fetch_add(1, Ordering::Relaxed);
+            (true, VecDeque::new())
         }
     }
 
@@ -233,6 +440,7 @@ impl Fanout {
         {
             let mut st = self.lock();
             st.last_pts = Some(frame.pts);
+            st.gop.push(&frame);
             for slot in st.slots.iter_mut() {
                 let cause = if slot.stats.down.load(Ordering::Relaxed) {
                     1
@@ -301,12 +509,20 @@ impl Fanout {
         self.lock().slots.retain(|s| s.id != id);
     }
 
-    fn resync(&self, id: u64) {
-        if let Some(slot) = self.lock().slots.iter_mut().find(|s| s.id == id) {
-            slot.need_keyframe = true;
-            slot.lost = false;
-        }
-        self.keyframes.request();
+    /// Restarts a sink as if it had just subscribed; returns its backlog.
+    /// `drain` empties its queue under the lock, so nothing older than the
+    /// restart point is left in it.
+    fn resync(&self, id: u64, drain: impl FnOnce()) -> VecDeque<Arc<EncodedFrame>> {
+        let mut st = self.lock();
+        drain();
+        let Some(i) = st.slots.iter().position(|s| s.id == id) else {
+            return VecDeque::new();
+        };
+        let stats = st.slots[i].stats.clone();
+        let (need_keyframe, backlog) = self.start(&st, &stats);
+        st.slots[i].need_keyframe = need_keyframe;
+        st.slots[i].lost = false;
+        backlog
     }
 }
 
@@ -314,30 +530,45 @@ impl Fanout {
 pub struct Subscription {
     id: u64,
     rx: Receiver<Arc<EncodedFrame>>,
+    /// The frames a sink starting mid-GOP gets first (see
+    /// [`Fanout::subscribe`]); its queue holds what follows them.
+    backlog: Mutex<VecDeque<Arc<EncodedFrame>>>,
     stats: Arc<SinkStats>,
     fanout: Arc<Fanout>,
 }
 
 impl Subscription {
+    fn backlog(&self) -> MutexGuard<'_, VecDeque<Arc<EncodedFrame>>> {
+        self.backlog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The next frame; `None` once the fan-out is gone.
     pub async fn recv(&self) -> Option<Arc<EncodedFrame>> {
+        if let Some(f) = self.backlog().pop_front() {
+            return Some(f);
+        }
         self.rx.recv().await.ok()
     }
 
     pub fn try_recv(&self) -> Option<Arc<EncodedFrame>> {
+        if let Some(f) = self.backlog().pop_front() {
+            return Some(f);
+        }
         self.rx.try_recv().ok()
     }
 
     /// Frames waiting in the queue.
     pub fn queued(&self) -> usize {
-        self.rx.len()
+        self.backlog().len() + self.rx.len()
     }
 
     /// Empties the queue and restarts this sink at the next keyframe (which
     /// is requested). For a sink whose peer lost frames, e.g. a reconnect.
     pub fn resync(&self) {
-        while self.rx.try_recv().is_ok() {}
-        self.fanout.resync(self.id);
+        let mut backlog = self.backlog();
+        *backlog = self
+            .fanout
+            .resync(self.id, || while self.rx.try_recv().is_ok() {});
     }
 
     pub fn stats(&self) -> &SinkStats {
@@ -356,140 +587,4 @@ impl Drop for Subscription {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(seq: u64, keyframe: bool) -> Arc<EncodedFrame> {
-        let nal = if keyframe { 0x65 } else { 0x41 };
-        Arc::new(
-            EncodedFrame::from_annex_b(
-                vec![0, 0, 1, nal, seq as u8],
-                Duration::from_millis(seq),
-                seq,
-            )
-            .unwrap(),
-        )
-    }
-
-    #[test]
-    fn first_frame_is_a_keyframe_and_subscribing_requests_one() {
-        let kf = Arc::new(KeyframeRequest::default());
-        let fan = Fanout::new(kf.clone());
-        let sub = fan.subscribe(4);
-        assert!(kf.take());
-        fan.publish(frame(0, false));
-        fan.publish(frame(1, true));
-        fan.publish(frame(2, false));
-        assert_eq!(sub.try_recv().unwrap().seq, 1);
-        assert_eq!(sub.try_recv().unwrap().seq, 2);
-        assert!(sub.try_recv().is_none());
-        assert_eq!(sub.stats().dropped.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn a_full_queue_drops_until_the_next_keyframe_and_asks_for_one() {
-        let kf = Arc::new(KeyframeRequest::default());
-        let fan = Fanout::new(kf.clone());
-        let slow = fan.subscribe(2);
-        let fast = fan.subscribe(100);
-        kf.take();
-        fan.publish(frame(0, true));
-        for seq in 1..6 {
-            fan.publish(frame(seq, false));
-            while fast.try_recv().is_some() {}
-        }
-        assert!(kf.take(), "a lagging sink must request a keyframe");
-        // Room again, but only a keyframe may go in.
-        assert_eq!(slow.try_recv().unwrap().seq, 0);
-        assert_eq!(slow.try_recv().unwrap().seq, 1);
-        fan.publish(frame(6, false));
-        assert!(slow.try_recv().is_none());
-        fan.publish(frame(7, true));
-        fan.publish(frame(8, false));
-        assert_eq!(slow.try_recv().unwrap().seq, 7);
-        assert_eq!(slow.try_recv().unwrap().seq, 8);
-        assert!(!kf.take(), "one request per lag, not one per dropped frame");
-        assert_eq!(fast.stats().dropped.load(Ordering::Relaxed), 0);
-    }
-
-    #[test]
-    fn drops_are_counted_by_cause() {
-        let fan = Fanout::new(Arc::new(KeyframeRequest::default()));
-        // A new sink waits for a keyframe: normal.
-        let late = fan.subscribe(100);
-        fan.publish(frame(0, false));
-        // A slow sink: its queue fills, then it waits for a keyframe.
-        let slow = fan.subscribe(1);
-        let down = fan.subscribe(1);
-        down.stats().down.store(true, Ordering::Relaxed);
-        fan.publish(frame(1, true));
-        fan.publish(frame(2, false));
-        fan.publish(frame(3, false));
-        let d = fan.take_drops();
-        assert_eq!(
-            d,
-            Drops {
-                too_slow: 2,
-                target_down: 2,
-                waiting_for_keyframe: 1,
-            },
-            "late: 1 before its keyframe; slow: 2 once its queue filled; down: 2"
-        );
-        assert_eq!(fan.take_drops(), Drops::default(), "per interval");
-        drop((late, slow, down));
-    }
-
-    #[test]
-    fn dropping_a_subscription_unsubscribes() {
-        let fan = Fanout::new(Arc::default());
-        let a = fan.subscribe(1);
-        let b = fan.subscribe(1);
-        assert_eq!(fan.sink_count(), 2);
-        drop(a);
-        assert_eq!(fan.sink_count(), 1);
-        b.resync();
-        drop(b);
-        assert_eq!(fan.sink_count(), 0);
-        fan.publish(frame(0, true));
-    }
-
-    #[test]
-    fn pacer_defers_requests_inside_the_interval() {
-        let kf = KeyframeRequest::default();
-        let mut p = KeyframePacer::new(Duration::from_millis(500));
-        let t = Duration::from_secs(10);
-        assert!(!p.should_force(&kf, t));
-        kf.request();
-        assert!(p.should_force(&kf, t));
-        kf.request();
-        assert!(!p.should_force(&kf, t + Duration::from_millis(100)));
-        assert!(kf.is_pending(), "a deferred request is kept");
-        assert!(p.should_force(&kf, t + Duration::from_millis(500)));
-        kf.request();
-        p.natural_keyframe(&kf, t + Duration::from_secs(2));
-        assert!(!kf.is_pending());
-    }
-
-    #[test]
-    fn wait_stream_info_wakes_on_set() {
-        use crate::h264::ParameterSets;
-        use crate::media::Fraction;
-        let fan = Fanout::new(Arc::default());
-        let f2 = fan.clone();
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            f2.set_stream_info(StreamInfo {
-                width: 2,
-                height: 2,
-                fps: Fraction::new(1, 1),
-                bitrate_kbps: 1,
-                params: ParameterSets::new(vec![0x67, 0x42, 0, 0x1e], vec![0x68, 1]).unwrap(),
-            });
-        });
-        let got = smol::block_on(fan.wait_stream_info(Duration::from_secs(10)));
-        assert_eq!(got.unwrap().width, 2);
-        t.join().unwrap();
-        let empty = Fanout::new(Arc::default());
-        assert!(smol::block_on(empty.wait_stream_info(Duration::from_millis(10))).is_none());
-    }
-}
+mod tests;

@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::convert::{self, I420Buffer};
+use crate::encode::threads::{EncodeTimer, ThreadPolicy};
 use crate::encode::{Encoder, EncoderSettings};
-use crate::fanout::{Fanout, KeyframePacer, KeyframeRequest};
+use crate::fanout::{Fanout, KeyframeRequest};
 use crate::h264::ParameterSets;
 use crate::health::{Health, SourceState};
 use crate::media::{EncodedFrame, Fraction, Frame, Image, PixelFormat, StreamInfo};
@@ -25,9 +26,6 @@ use crate::reopen::{Action, Policy, SLATE_INTERVAL, SlateReason};
 use crate::slate::Slate;
 use crate::source::{FrameSource, SourceError, SourceFormat};
 use crate::stats::PipelineStats;
-
-/// Forced keyframes are at most this frequent, however many sinks ask.
-pub const MIN_FORCED_KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 
 pub use crate::reopen::{RETRY_MAX, RETRY_MIN};
 
@@ -120,18 +118,31 @@ struct Coder {
     fanout: Arc<Fanout>,
     /// Reused conversion target for packed YUV and MJPEG.
     i420: I420Buffer,
+    /// `threads = 0`: picks x264's thread count from encode times.
+    auto: Option<ThreadPolicy>,
+    /// A thread count to reopen x264 with at the next keyframe.
+    rethread: Option<u32>,
+    /// Frames since the last keyframe, and the GOP length.
+    since_key: u32,
+    keyint: u32,
+    stats: Arc<PipelineStats>,
     #[cfg(feature = "mjpeg")]
     mjpeg: convert::MjpegDecoder,
 }
 
 impl Coder {
-    fn new(opts: &EncodeOptions, fanout: Arc<Fanout>) -> Self {
+    fn new(opts: &EncodeOptions, handles: &Handles) -> Self {
         Self {
             kind: CoderKind::None,
             format: None,
             opts: opts.clone(),
-            fanout,
+            fanout: handles.fanout.clone(),
             i420: I420Buffer::new(),
+            auto: None,
+            rethread: None,
+            since_key: 0,
+            keyint: 1,
+            stats: handles.stats.clone(),
             #[cfg(feature = "mjpeg")]
             mjpeg: convert::MjpegDecoder::new(),
         }
@@ -186,15 +197,16 @@ impl Coder {
             fps: f.fps,
             bitrate_kbps: self.opts.bitrate_kbps,
             keyint: keyint_frames(self.opts.keyint_seconds, f.fps),
-            threads: self.opts.threads,
+            threads: self.threads_for(f),
             input,
         };
+        self.keyint = settings.keyint;
         // Close the old encoder before opening the new one (memory).
         self.kind = CoderKind::None;
         let encoder = Encoder::open(settings.clone()).map_err(|e| e.to_string())?;
         let params = encoder.parameter_sets().clone();
         log::info!(
-            "encoder: x264 {}x{} at {} fps from {}, {} kbit/s, keyframe every {} frames, profile {} level {:.1}, {} threads",
+            "encoder: x264 {}x{} at {} fps from {}, {} kbit/s, keyframe every {} frames, profile {} level {:.1}, {} thread{}{}",
             settings.width,
             settings.height,
             settings.fps,
@@ -203,16 +215,44 @@ impl Coder {
             settings.keyint,
             profile_name(params.profile.profile_idc, params.profile.constraints),
             params.profile.level_idc as f64 / 10.0,
-            if settings.threads == 0 {
-                "auto".to_string()
-            } else {
-                settings.threads.to_string()
-            },
+            settings.threads,
+            if settings.threads == 1 { "" } else { "s" },
+            if self.auto.is_some() { " (auto)" } else { "" },
         );
+        self.stats
+            .set_threads(settings.threads, self.auto.is_some());
         announce(&self.fanout, self.opts.bitrate_kbps, f, params);
         self.kind = CoderKind::X264(Box::new(encoder));
         self.format = Some(f.clone());
         Ok(())
+    }
+
+    /// The x264 thread count for a newly opened encoder.
+    fn threads_for(&mut self, f: &SourceFormat) -> u32 {
+        if self.opts.threads != 0 {
+            return self.opts.threads;
+        }
+        if let Some(n) = self.rethread.take() {
+            return n;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let policy = ThreadPolicy::new(f.fps, u32::try_from(cores).unwrap_or(1));
+        self.auto.insert(policy).threads()
+    }
+
+    /// Reopens x264 with the thread count the policy asked for, when the
+    /// frame about to be coded is a keyframe anyway (forced, or the GOP's).
+    fn maybe_rethread(&mut self, force: bool) -> Result<(), String> {
+        if !matches!(self.kind, CoderKind::X264(_)) || self.rethread.is_none() {
+            return Ok(());
+        }
+        if !force && self.since_key + 1 < self.keyint {
+            return Ok(());
+        }
+        match self.format.take() {
+            Some(f) => self.prepare(&f),
+            None => Ok(()),
+        }
     }
 
     /// Codes one frame captured at `pts`; `force` makes x264 produce an IDR.
@@ -226,6 +266,7 @@ impl Coder {
         force: bool,
         description: &str,
     ) -> Result<Coded, String> {
+        self.maybe_rethread(force)?;
         match (&mut self.kind, frame.image) {
             (CoderKind::Passthrough { params, seq }, Image::Compressed { data, .. }) => {
                 let au = data.to_vec();
@@ -255,6 +296,7 @@ impl Coder {
                 Ok(Coded::Frame(Arc::new(f)))
             }
             (CoderKind::X264(enc), image) => {
+                let timer = EncodeTimer::start();
                 let encoded = match image {
                     // Read in place from the capture buffer; the frame goes
                     // back when this returns.
@@ -294,8 +336,16 @@ impl Coder {
                         return Err(format!("{description}: {format} frames cannot go to x264"));
                     }
                 };
-                match encoded.map_err(|e| format!("{description}: {e}"))? {
-                    Some(f) => Ok(Coded::Frame(Arc::new(f))),
+                let encoded = encoded.map_err(|e| format!("{description}: {e}"))?;
+                if let Some(p) = &mut self.auto {
+                    let took = timer.elapsed(p.threads());
+                    self.rethread = self.rethread.or(p.record(took));
+                }
+                match encoded {
+                    Some(f) => {
+                        self.since_key = if f.keyframe { 0 } else { self.since_key + 1 };
+                        Ok(Coded::Frame(Arc::new(f)))
+                    }
                     None => Ok(Coded::Skipped),
                 }
             }
@@ -401,7 +451,6 @@ pub struct Pipeline {
     coder: Coder,
     handles: Handles,
     frame_limit: Option<u64>,
-    pacer: KeyframePacer,
     /// When to open, close, retry, and send the slate (pure; driven here).
     policy: Policy,
     /// The "no signal" card, if enabled ([`Pipeline::with_slate`]).
@@ -471,10 +520,9 @@ impl Pipeline {
     ) -> Self {
         Self {
             input,
-            coder: Coder::new(opts, handles.fanout.clone()),
+            coder: Coder::new(opts, &handles),
             handles,
             frame_limit,
-            pacer: KeyframePacer::new(MIN_FORCED_KEYFRAME_INTERVAL),
             policy: Policy::new(crate::clock::monotonic_now(), open, reopens),
             slate: None,
         }
@@ -544,7 +592,7 @@ impl Pipeline {
                 Input::Reopen { current: None, .. } => continue,
             };
             if self.coder.is_passthrough()
-                && (st.force_next || self.pacer.should_force(&kf, crate::clock::monotonic_now()))
+                && (st.force_next || kf.should_force(crate::clock::monotonic_now()))
             {
                 // Keyframes come from the camera: ask it (rate-limited).
                 source.request_keyframe();
@@ -557,8 +605,8 @@ impl Pipeline {
             let step = match source.next_frame() {
                 Ok(Some(frame)) => {
                     let pts = st.monotonic(frame.pts);
-                    let force = !self.coder.is_passthrough()
-                        && (st.force_next || self.pacer.should_force(&kf, pts));
+                    let force =
+                        !self.coder.is_passthrough() && (st.force_next || kf.should_force(pts));
                     let started = Instant::now();
                     let coded = self.coder.code(frame, pts, force, &st.description)?;
                     Ok((coded, force, started.elapsed()))
@@ -714,7 +762,7 @@ impl Pipeline {
         self.coder.prepare(&format)?;
         slate.draw(reason, SystemTime::now());
         let pts = st.monotonic(crate::clock::monotonic_now());
-        let force = idr || self.pacer.should_force(kf, pts);
+        let force = idr || kf.should_force(pts);
         let frame = slate.frame(pts).map_err(|e| e.message)?;
         let started = Instant::now();
         let coded = self.coder.code(frame, pts, force, &format.description)?;
@@ -766,8 +814,7 @@ impl Pipeline {
         }
         if encoded.keyframe {
             // Before publishing: a sink subscribing now gets this frame.
-            let kf = self.handles.fanout.keyframe_request();
-            self.pacer.natural_keyframe(kf, encoded.pts);
+            self.handles.fanout.keyframe_request().natural_keyframe();
         }
         self.handles
             .stats

@@ -3,7 +3,7 @@
 //! window.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Encode-time samples kept per window (older ones are overwritten).
@@ -24,6 +24,10 @@ pub struct PipelineStats {
     pub frames_total: AtomicU64,
     pub keyframes_total: AtomicU64,
     pub forced_keyframes_total: AtomicU64,
+    /// x264's thread count (0: no x264, e.g. passthrough) and whether the
+    /// `threads = 0` policy chose it.
+    threads: AtomicU32,
+    threads_auto: AtomicBool,
 }
 
 /// One window's figures.
@@ -36,6 +40,17 @@ pub struct WindowReport {
 }
 
 impl PipelineStats {
+    pub fn set_threads(&self, threads: u32, auto: bool) {
+        self.threads.store(threads, Ordering::Relaxed);
+        self.threads_auto.store(auto, Ordering::Relaxed);
+    }
+
+    /// `(threads, chosen automatically)` of the x264 encoder, if one is open.
+    pub fn threads(&self) -> Option<(u32, bool)> {
+        let n = self.threads.load(Ordering::Relaxed);
+        (n > 0).then(|| (n, self.threads_auto.load(Ordering::Relaxed)))
+    }
+
     pub fn record(&self, bytes: usize, encode: Duration, keyframe: bool, forced: bool) {
         self.frames_total.fetch_add(1, Ordering::Relaxed);
         if keyframe {
@@ -89,6 +104,8 @@ pub struct StatsLine {
     pub push: Vec<String>,
     /// The source's state if not simply delivering (e.g. `camera retry in 4 s`).
     pub source: Option<String>,
+    /// x264's threads and whether `threads = 0` chose them.
+    pub threads: Option<(u32, bool)>,
 }
 
 impl std::fmt::Display for StatsLine {
@@ -97,10 +114,18 @@ impl std::fmt::Display for StatsLine {
         let w = &self.window;
         write!(
             f,
-            "{:.1} fps, encode {:.1}/{:.1} ms p50/p99, {:.0} kbit/s, {} viewer{}, {} connection{}, {} dropped",
+            "{:.1} fps, encode {:.1}/{:.1} ms p50/p99{}, {:.0} kbit/s, {} viewer{}, {} connection{}, {} dropped",
             w.frames as f64 / secs,
             w.encode_p50.as_secs_f64() * 1e3,
             w.encode_p99.as_secs_f64() * 1e3,
+            match self.threads {
+                Some((n, auto)) => format!(
+                    " on {n} thread{}{}",
+                    if n == 1 { "" } else { "s" },
+                    if auto { " (auto)" } else { "" }
+                ),
+                None => String::new(),
+            },
             w.bytes as f64 * 8.0 / 1000.0 / secs,
             self.viewers,
             if self.viewers == 1 { "" } else { "s" },
@@ -179,10 +204,11 @@ mod tests {
             },
             push: vec!["rtmp://h/live/x publishing".into()],
             source: None,
+            threads: Some((1, true)),
         };
         assert_eq!(
             line.to_string(),
-            "30.0 fps, encode 2.1/4.5 ms p50/p99, 1000 kbit/s, 1 viewer, 2 connections, 3 dropped (1 push target down, 2 waiting for a keyframe), push rtmp://h/live/x publishing"
+            "30.0 fps, encode 2.1/4.5 ms p50/p99 on 1 thread (auto), 1000 kbit/s, 1 viewer, 2 connections, 3 dropped (1 push target down, 2 waiting for a keyframe), push rtmp://h/live/x publishing"
         );
         let quiet = StatsLine {
             dropped: Default::default(),

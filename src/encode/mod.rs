@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use x264_sys as sys;
 
+pub mod threads;
+
 use crate::h264::{ParameterSets, nal_type, nal_unit_type};
 use crate::media::{EncodedFrame, Fraction, PixelFormat, Planar};
 
@@ -28,7 +30,8 @@ pub struct EncoderSettings {
     pub bitrate_kbps: u32,
     /// Frames between IDRs.
     pub keyint: u32,
-    /// x264 threads; 0 lets x264 choose (1.5 x cores).
+    /// x264 threads; 0 lets x264 choose (1.5 x cores). The pipeline never
+    /// passes 0: see [`threads::ThreadPolicy`].
     pub threads: u32,
     /// `I420` or `Nv12`: what the pictures handed to [`Encoder::encode`] are.
     pub input: PixelFormat,
