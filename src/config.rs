@@ -362,6 +362,58 @@ impl fmt::Display for SourceSpec {
     }
 }
 
+/// Splits a command line into words at blanks; `'...'` and `"..."` keep
+/// blanks inside a word, `\\` escapes the next character (outside single
+/// quotes). No other shell syntax: no variables, globs or pipes. `None`: an
+/// unterminated quote.
+pub fn split_words(s: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => word.push(c),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => word.push(chars.next()?),
+                        c => word.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                word.push(chars.next()?);
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Some(words)
+}
+
 /// A command from a list of words; a leading `exec:` on the first is allowed.
 fn command_words(words: Vec<String>) -> Option<SourceSpec> {
     let mut words: Vec<String> = words.into_iter().filter(|w| !w.is_empty()).collect();
@@ -575,7 +627,7 @@ pub fn parse_source(s: &str) -> Option<SourceSpec> {
     } else if s == "-" {
         Some(SourceSpec::Stdin)
     } else if let Some(cmd) = s.strip_prefix("exec:") {
-        command_words(cmd.split_whitespace().map(String::from).collect())
+        command_words(split_words(cmd)?)
     } else if s.starts_with("/dev/") {
         Some(SourceSpec::Device(s.into()))
     } else if s.to_ascii_lowercase().ends_with(".y4m") {
@@ -992,7 +1044,11 @@ impl Config {
         put(
             "source",
             match &self.source {
-                SourceSpec::Command(w) if w.iter().any(|w| w.contains(char::is_whitespace)) => {
+                SourceSpec::Command(w)
+                    if w.iter().any(|w| {
+                        w.contains(|c: char| c.is_whitespace() || "'\"\\".contains(c))
+                    }) =>
+                {
                     toml::Value::Array(w.iter().map(|w| w.clone().into()).collect())
                 }
                 s => s.to_string().into(),
@@ -1313,6 +1369,54 @@ mod tests {
         );
         let e = from_toml("max-request-bytes = 10", &[]).unwrap_err().0;
         assert!(e.contains("1024 to 65536"), "{e}");
+    }
+
+    #[test]
+    fn command_sources_parse_from_a_string_or_a_list() {
+        assert_eq!(
+            parse_source("exec:sh -c \"ffmpeg -i 'a b'\" x\\ y"),
+            Some(SourceSpec::Command(vec![
+                "sh".into(),
+                "-c".into(),
+                "ffmpeg -i 'a b'".into(),
+                "x y".into()
+            ]))
+        );
+        assert_eq!(parse_source("exec:"), None);
+        assert_eq!(parse_source("exec:sh -c \"x"), None);
+        assert_eq!(parse_source("-"), Some(SourceSpec::Stdin));
+        let c = from_toml(
+            "source = [\"rpicam-vid\", \"-t\", \"0\", \"-o\", \"-\"]\nsource-format = \"h264\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceSpec::Command(
+                ["rpicam-vid", "-t", "0", "-o", "-"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            c.source_format,
+            Some(crate::source::command::StreamFormat::H264)
+        );
+        let again = from_toml(&c.to_toml(), &[]).unwrap();
+        assert_eq!(again, c);
+        let e = from_toml("source = \"testsrc\"\nsource-stride = 2048", &[])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("exec:"), "{e}");
+        let e = from_toml("source = \"-\"\nsource-format = \"rgb\"", &[])
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("`source-format` in") && e.contains("i420"),
+            "{e}"
+        );
+        let e = from_toml("source = []", &[]).unwrap_err().0;
+        assert!(e.contains("empty command"), "{e}");
     }
 
     #[test]

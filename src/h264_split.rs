@@ -208,7 +208,10 @@ mod tests {
         s.push(&[SPS, PPS, IDR].concat());
         assert!(!s.next_into(&mut out).unwrap());
         s.push(&P[..5]);
-        assert!(!s.next_into(&mut out).unwrap(), "the slice header byte is not there yet");
+        assert!(
+            !s.next_into(&mut out).unwrap(),
+            "the slice header byte is not there yet"
+        );
         s.push(&P[5..6]);
         assert!(s.next_into(&mut out).unwrap());
         assert_eq!(out, [SPS, PPS, IDR].concat());

@@ -147,7 +147,10 @@ impl Pipe {
                 .as_ref()
                 .is_some_and(|s| s.load(Ordering::Relaxed))
             {
-                return Err(SourceError::recoverable(format!("{}: stopping", self.name)));
+                return Err(SourceError::recoverable(format!(
+                    "{}: not waiting for its output (stopping)",
+                    self.name
+                )));
             }
             let left = self.watchdog.deadline().saturating_sub(now);
             let slice = if self.supervised {
@@ -336,6 +339,9 @@ impl CommandSource {
         let format = match s.format {
             Some(f) => f,
             None => match pipe.peek(DETECT_BYTES) {
+                Ok(first) if first.len() < DETECT_BYTES && detect(first).is_none() => {
+                    return Err(eof(&mut sup, "before sending a picture"));
+                }
                 Ok(first) => detect(first).ok_or_else(|| {
                     SourceError::fatal(format!(
                         "{name}: its output is neither YUV4MPEG2, H.264 nor MJPEG; for raw pictures set \
@@ -538,7 +544,7 @@ impl FrameSource for CommandSource {
         match self.fill() {
             Ok(()) => self.frame().map(Some),
             Err(ReadError::Source(e)) => Err(e),
-            Err(ReadError::Eof) => self.ended("(end of its output)").map(|()| None),
+            Err(ReadError::Eof) => self.ended("").map(|()| None),
         }
     }
 }
@@ -547,7 +553,9 @@ impl FrameSource for CommandSource {
 /// exited within the grace period, and its last stderr line.
 fn exit_message(name: &str, sup: Option<&mut Supervised>, what: &str) -> String {
     let Some(sup) = sup else {
-        return format!("{name}: the stream ended {what}");
+        return format!("{name}: the stream ended {what}")
+            .trim_end()
+            .to_string();
     };
     let deadline = monotonic_now() + sup.grace;
     let status = loop {
@@ -562,7 +570,11 @@ fn exit_message(name: &str, sup: Option<&mut Supervised>, what: &str) -> String 
         Some(s) => format!("exited ({s})"),
         None => "closed its output".into(),
     };
-    let mut msg = format!("{name}: {how} {what}");
+    let mut msg = format!("{name}: {how}");
+    if !what.is_empty() {
+        msg.push(' ');
+        msg.push_str(what);
+    }
     if !last.is_empty() {
         msg.push_str(&format!("; its last words: {last}"));
     }
