@@ -168,6 +168,21 @@ fn y4m_from_a_child_is_recognised_and_decodes_whole() {
 }
 
 #[test]
+fn mjpeg_from_a_child_is_recognised_decoded_and_encoded() {
+    let es = Edgestream::start(&[
+        "--source",
+        &producer("320x240", "", "-c:v mjpeg -q:v 5 -f mjpeg -"),
+        "--size",
+        "320x240",
+    ]);
+    wait_log(&es, "reading mjpeg at 320x240", 1, Duration::from_secs(10));
+    let rec = record(&es, "cmd-mjpeg", 3);
+    assert_eq!(probe_size(&rec), (320, 240));
+    check_recording("MJPEG child via ffmpeg", &rec, 75);
+    assert!(es.stop().success());
+}
+
+#[test]
 fn h264_from_a_child_passes_through_to_ffmpeg_and_gstreamer() {
     let _ = tool("gst-launch-1.0");
     let es = Edgestream::start(&["--source", &producer("640x480", "", H264)]);
