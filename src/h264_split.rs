@@ -150,6 +150,155 @@ impl AccessUnitSplitter {
     }
 }
 
+/// Reads the bits of an RBSP (emulation prevention bytes removed).
+struct Bits<'a> {
+    data: &'a [u8],
+    pos: usize,
+    zeros: usize,
+    bit: u8,
+    byte: u8,
+}
+
+impl<'a> Bits<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            pos: 0,
+            zeros: 0,
+            bit: 0,
+            byte: 0,
+        }
+    }
+
+    fn u1(&mut self) -> Option<u32> {
+        if self.bit == 0 {
+            let mut b = *self.data.get(self.pos)?;
+            self.pos += 1;
+            // 00 00 03: the 03 is emulation prevention, not data.
+            if self.zeros >= 2 && b == 3 {
+                b = *self.data.get(self.pos)?;
+                self.pos += 1;
+                self.zeros = 0;
+            }
+            self.zeros = if b == 0 { self.zeros + 1 } else { 0 };
+            self.byte = b;
+            self.bit = 8;
+        }
+        self.bit -= 1;
+        Some(u32::from(self.byte >> self.bit & 1))
+    }
+
+    fn u(&mut self, n: u32) -> Option<u32> {
+        let mut v = 0;
+        for _ in 0..n {
+            v = v << 1 | self.u1()?;
+        }
+        Some(v)
+    }
+
+    /// ue(v), Exp-Golomb (9.1), up to 31 leading zeros.
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.u1()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some(((1u64 << zeros) - 1 + u64::from(self.u(zeros)?)) as u32)
+    }
+
+    /// se(v).
+    fn se(&mut self) -> Option<i32> {
+        let k = self.ue()? as i64;
+        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) } as i32)
+    }
+}
+
+/// The picture size an SPS NAL unit (header byte included) announces,
+/// cropping applied (ITU-T H.264 7.3.2.1.1, 7.4.2.1.1). `None` if it is
+/// malformed or cut short.
+pub fn sps_size(sps: &[u8]) -> Option<(u32, u32)> {
+    if nal_unit_type(*sps.first()?) != nal_type::SPS {
+        return None;
+    }
+    let mut b = Bits::new(&sps[1..]);
+    let profile_idc = b.u(8)?;
+    b.u(16)?; // constraint flags, level_idc
+    b.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    let mut separate_planes = false;
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = b.ue()?;
+        if chroma_format_idc == 3 {
+            separate_planes = b.u1()? == 1;
+        }
+        b.ue()?; // bit_depth_luma_minus8
+        b.ue()?; // bit_depth_chroma_minus8
+        b.u1()?; // qpprime_y_zero_transform_bypass_flag
+        if b.u1()? == 1 {
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if b.u1()? == 1 {
+                    let size = if i < 6 { 16 } else { 64 };
+                    let (mut last, mut next) = (8i32, 8i32);
+                    for _ in 0..size {
+                        if next != 0 {
+                            next = (last + b.se()? + 256) % 256;
+                        }
+                        if next != 0 {
+                            last = next;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    b.ue()?; // log2_max_frame_num_minus4
+    match b.ue()? {
+        0 => {
+            b.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        }
+        1 => {
+            b.u1()?;
+            b.se()?;
+            b.se()?;
+            for _ in 0..b.ue()?.min(255) {
+                b.se()?;
+            }
+        }
+        _ => {}
+    }
+    b.ue()?; // max_num_ref_frames
+    b.u1()?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = b.ue()?.checked_add(1)?;
+    let height_units = b.ue()?.checked_add(1)?;
+    let frame_mbs_only = b.u1()?;
+    if frame_mbs_only == 0 {
+        b.u1()?; // mb_adaptive_frame_field_flag
+    }
+    b.u1()?; // direct_8x8_inference_flag
+    let mut width = width_mbs.checked_mul(16)?;
+    let mut height = height_units.checked_mul(16 * (2 - frame_mbs_only))?;
+    if b.u1()? == 1 {
+        let (l, r, t, bo) = (b.ue()?, b.ue()?, b.ue()?, b.ue()?);
+        let (sub_w, sub_h) = match (chroma_format_idc, separate_planes) {
+            (0, _) | (3, true) => (1, 1),
+            (1, _) => (2, 2),
+            (2, _) => (2, 1),
+            _ => (1, 1),
+        };
+        let crop_x = sub_w;
+        let crop_y = sub_h * (2 - frame_mbs_only);
+        width = width.checked_sub(crop_x * l.checked_add(r)?)?;
+        height = height.checked_sub(crop_y * t.checked_add(bo)?)?;
+    }
+    (width > 0 && height > 0).then_some((width, height))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +397,24 @@ mod tests {
         }
         assert!(matches!(err, Some(SplitError::TooLong(n)) if n > MAX_ACCESS_UNIT));
         assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn sps_sizes_from_real_encoders() {
+        // x264 (ffmpeg -c:v libx264), High profile, 320x240.
+        let x264_high: &[u8] = &[
+            0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
+            0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+        ];
+        assert_eq!(sps_size(x264_high), Some((320, 240)));
+        // x264 Constrained Baseline 1920x1080 (1088 coded, 8 lines cropped).
+        let baseline_1080: &[u8] = &[
+            0x67, 0x42, 0xc0, 0x28, 0xd9, 0x00, 0x78, 0x02, 0x27, 0xe5, 0xc0, 0x44, 0x00, 0x00,
+            0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc9, 0x20,
+        ];
+        assert_eq!(sps_size(baseline_1080), Some((1920, 1080)));
+        assert_eq!(sps_size(&x264_high[..6]), None);
+        assert_eq!(sps_size(&[0x68, 1, 2, 3]), None);
     }
 
     #[test]

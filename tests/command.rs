@@ -185,7 +185,10 @@ fn mjpeg_from_a_child_is_recognised_decoded_and_encoded() {
 #[test]
 fn h264_from_a_child_passes_through_to_ffmpeg_and_gstreamer() {
     let _ = tool("gst-launch-1.0");
-    let es = Edgestream::start(&["--source", &producer("640x480", "", H264)]);
+    // The configured size is the default 640x480; the stream's SPS wins.
+    let es = Edgestream::start(&["--source", &producer("320x240", "", H264)]);
+    wait_log(&es, "its SPS says 320x240", 1, Duration::from_secs(10));
+    wait_log(&es, "reading h264 at 320x240", 1, Duration::from_secs(1));
     wait_log(
         &es,
         "passing the camera's H.264 through",
@@ -193,7 +196,7 @@ fn h264_from_a_child_passes_through_to_ffmpeg_and_gstreamer() {
         Duration::from_secs(10),
     );
     let rec = record(&es, "cmd-h264", 4);
-    assert_eq!(probe_size(&rec), (640, 480));
+    assert_eq!(probe_size(&rec), (320, 240));
     check_recording("H.264 child via ffmpeg", &rec, 100);
     let dir = temp_dir("cmd-h264-gst");
     let out = dir.join("gst.mkv");

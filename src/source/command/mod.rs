@@ -88,6 +88,9 @@ pub struct CommandSource {
     stamper: Stamper,
     /// The stamp of the frame last filled.
     pts: Duration,
+    /// The frame last filled has not been handed out yet (the first H.264
+    /// access unit, read at open).
+    pending: bool,
     line: Vec<u8>,
     // Field order: the pipe closes before the child is stopped in Drop.
     pipe: Pipe,
@@ -201,15 +204,13 @@ impl CommandSource {
             pipe.watchdog = Watchdog::new(Timeouts::for_frame_interval(fps.frame_duration()), now);
             pipe.watchdog.data(now);
         }
-        log::info!(
-            "{name}: reading {format} at {width}x{height}, {fps} fps{}",
-            match &framing {
-                Framing::Raw { stride, .. } if *stride != format.min_stride(width) =>
-                    format!(", line stride {stride} bytes"),
-                _ => String::new(),
+        let stride_note = match &framing {
+            Framing::Raw { stride, .. } if *stride != format.min_stride(width) => {
+                format!(", line stride {stride} bytes")
             }
-        );
-        Ok(Self {
+            _ => String::new(),
+        };
+        let mut src = Self {
             format: SourceFormat {
                 width,
                 height,
@@ -221,9 +222,66 @@ impl CommandSource {
             stamper: Stamper::new(fps),
             pts: Duration::ZERO,
             line: Vec::new(),
+            pending: false,
             pipe,
             supervised: sup,
-        })
+        };
+        if format == StreamFormat::H264 {
+            src.first_access_unit()?;
+        }
+        let f = &src.format;
+        log::info!(
+            "{}: reading {format} at {}x{}, {} fps{stride_note}",
+            f.description,
+            f.width,
+            f.height,
+            f.fps
+        );
+        Ok(src)
+    }
+
+    /// Reads the first H.264 access unit now (kept for the first
+    /// `next_frame`), so that the picture size is the one its SPS announces,
+    /// not only the configured one.
+    fn first_access_unit(&mut self) -> Result<(), SourceError> {
+        match self.fill() {
+            Ok(()) => self.pending = true,
+            Err(ReadError::Source(e)) => return Err(e),
+            Err(ReadError::Eof) => {
+                return Err(SourceError::recoverable(exit_message(
+                    &self.format.description,
+                    self.supervised.as_mut(),
+                    "before sending a picture",
+                )));
+            }
+        }
+        let Framing::H264 { au, .. } = &self.framing else {
+            return Ok(());
+        };
+        let size = crate::h264::annex_b_nals(au)
+            .map(|r| &au[r])
+            .find(|n| crate::h264::nal_unit_type(n[0]) == crate::h264::nal_type::SPS)
+            .and_then(crate::h264_split::sps_size);
+        let f = &mut self.format;
+        match size {
+            Some((w, h)) if (w, h) != (f.width, f.height) => {
+                log::info!(
+                    "{}: its SPS says {w}x{h}, not the configured {}x{}; using {w}x{h}",
+                    f.description,
+                    f.width,
+                    f.height
+                );
+                (f.width, f.height) = (w, h);
+            }
+            Some(_) => {}
+            None => log::debug!(
+                "{}: the first access unit has no readable SPS; assuming {}x{}",
+                f.description,
+                f.width,
+                f.height
+            ),
+        }
+        Ok(())
     }
 
     /// The process id of the child, if one runs (tests).
@@ -342,6 +400,9 @@ impl FrameSource for CommandSource {
     }
 
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError> {
+        if std::mem::take(&mut self.pending) {
+            return self.frame().map(Some);
+        }
         match self.fill() {
             Ok(()) => self.frame().map(Some),
             Err(ReadError::Source(e)) => Err(e),

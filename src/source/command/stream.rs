@@ -114,47 +114,45 @@ pub fn jpeg_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Timestamps from arrival at the producer's frame rate: frame `n` after a
-/// start `t0` is stamped `t0 + n/fps`, which smooths out pipe jitter; if
-/// arrivals drift more than two frames from that (a producer that dropped
-/// frames or runs at another rate), the count starts again from the arrival.
+/// Timestamps from arrival at the producer's frame rate: each frame is
+/// stamped one frame interval after the one before, which smooths out pipe
+/// jitter and the bursts of a producer whose output was buffered. Stamps
+/// never go backwards: when arrivals fall more than two frames behind (a
+/// producer that dropped frames or paused), the stamp jumps forward to the
+/// arrival; when the stamps run more than [`Stamper::MAX_LEAD`] ahead of
+/// arrival (a producer faster than its configured rate), they advance by
+/// half an interval until they meet it.
 #[derive(Debug, Clone)]
 pub struct Stamper {
-    fps: Fraction,
-    t0: Option<Duration>,
-    n: u64,
+    frame: Duration,
+    last: Option<Duration>,
 }
 
 impl Stamper {
+    pub const MAX_LEAD: Duration = Duration::from_secs(1);
+
     pub fn new(fps: Fraction) -> Self {
         Self {
-            fps,
-            t0: None,
-            n: 0,
+            frame: fps.frame_duration(),
+            last: None,
         }
     }
 
     pub fn stamp(&mut self, arrival: Duration) -> Duration {
-        let frame = self.fps.frame_duration();
-        let t = match self.t0 {
-            Some(t0) => {
-                let due = t0 + self.fps.frame_time(self.n);
-                let off = due.abs_diff(arrival);
-                if off > frame * 2 {
-                    self.t0 = Some(arrival);
-                    self.n = 0;
+        let t = match self.last {
+            None => arrival,
+            Some(last) => {
+                let due = last + self.frame;
+                if arrival > due + self.frame * 2 {
                     arrival
+                } else if due > arrival + Self::MAX_LEAD {
+                    arrival.max(last + self.frame / 2)
                 } else {
                     due
                 }
             }
-            None => {
-                self.t0 = Some(arrival);
-                self.n = 0;
-                arrival
-            }
         };
-        self.n += 1;
+        self.last = Some(t);
         t
     }
 }
@@ -208,5 +206,30 @@ mod tests {
         // A second of nothing: start again from the arrival.
         assert_eq!(s.stamp(ms(2200)), ms(2200));
         assert_eq!(s.stamp(ms(2239)), ms(2240));
+    }
+
+    #[test]
+    fn a_buffered_burst_keeps_the_frame_spacing_and_never_goes_back() {
+        let ms = Duration::from_millis;
+        let mut s = Stamper::new(Fraction::new(25, 1));
+        assert_eq!(s.stamp(ms(1000)), ms(1000));
+        // Ten frames that waited in the pipe arrive within 5 ms.
+        let burst: Vec<Duration> = (0..10).map(|i| s.stamp(ms(1500 + i / 2))).collect();
+        assert_eq!(burst[0], ms(1500), "late: jumps to the arrival");
+        assert_eq!(burst[9], ms(1500 + 9 * 40), "then one frame apart");
+        // A producer at twice the configured rate: stamps stay increasing
+        // and stop running away from arrival.
+        let mut last = burst[9];
+        let mut t = ms(1505);
+        for _ in 0..200 {
+            t += ms(20);
+            let st = s.stamp(t);
+            assert!(st > last);
+            assert!(
+                st <= t + Stamper::MAX_LEAD + ms(40),
+                "{st:?} vs arrival {t:?}"
+            );
+            last = st;
+        }
     }
 }
