@@ -419,3 +419,21 @@ fn stdin_carries_y4m_and_its_end_ends_the_run() {
     assert!(log.contains("stdin: reading y4m at 320x240"), "{log}");
     assert!(log.contains("after 45 frames"), "{log}");
 }
+
+/// A child that floods its stderr costs a burst of log lines, not one each.
+#[test]
+fn a_childs_stderr_is_logged_a_line_each_and_rate_limited() {
+    let src = "exec:sh -c \"i=0; while [ $i -lt 300 ]; do echo chatter $i >&2; i=$((i+1)); done; \
+               exec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=160x120:rate=30 -f yuv4mpegpipe -\"";
+    let es = Edgestream::start(&["--source", src]);
+    wait_log(&es, "reading y4m at 160x120", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let logged = es.count_lines("exec:sh: chatter ");
+    assert!(
+        (1..=20).contains(&logged),
+        "{logged} of 300 stderr lines logged:\n{}",
+        es.log_text()
+    );
+    assert_eq!(es.count_lines("exec:sh: chatter 0"), 1, "{}", es.log_text());
+    assert!(es.stop().success());
+}
