@@ -437,3 +437,29 @@ fn a_childs_stderr_is_logged_a_line_each_and_rate_limited() {
     assert_eq!(es.count_lines("exec:sh: chatter 0"), 1, "{}", es.log_text());
     assert!(es.stop().success());
 }
+
+/// Output that is no known format is a configuration error naming the key
+/// to set; the run ends (status 1) and takes the child's group with it.
+#[test]
+fn unrecognised_output_names_source_format_and_leaves_nothing() {
+    // A sleep whose argument is unique to this run, to find it again.
+    let marker = format!("30.{}", std::process::id());
+    let src = format!("exec:sh -c \"echo raw pixels; exec sleep {marker}\"");
+    let out = std::process::Command::new(BIN)
+        .args(["--source", &src, "--rtsp", "off"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(log.contains("set source-format = \"i420\""), "{log}");
+    std::thread::sleep(Duration::from_millis(200));
+    let left: Vec<Proc> = processes()
+        .into_iter()
+        .filter(|p| p.comm == "sleep")
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{}/cmdline", p.pid))
+                .is_ok_and(|c| c.contains(&marker))
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -165,7 +165,7 @@ fn log_stderr(err: std::process::ChildStderr, name: &str, last: &Mutex<String>) 
 }
 
 /// Stops the child's whole group and reaps the child.
-pub(super) fn stop(sup: &mut Supervised) {
+fn stop(sup: &mut Supervised) {
     if sup.reaped {
         return;
     }
@@ -187,5 +187,13 @@ pub(super) fn stop(sup: &mut Supervised) {
     match sup.child.wait() {
         Ok(status) => log::debug!("exec: pid {pid} stopped ({status})"),
         Err(e) => log::debug!("exec: pid {pid}: {e}"),
+    }
+}
+
+/// However the source ends (dropped by the pipeline, or an error while it
+/// opens), the child's group is stopped and the child reaped.
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        stop(self);
     }
 }

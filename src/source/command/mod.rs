@@ -34,7 +34,7 @@ pub mod policy;
 pub mod stream;
 mod sys;
 
-use child::{Supervised, exit_message, spawn, stop};
+use child::{Supervised, exit_message, spawn};
 use pipe::{Pipe, ReadError};
 use policy::{Timeouts, Watchdog};
 pub use stream::StreamFormat;
@@ -407,14 +407,6 @@ impl FrameSource for CommandSource {
             Ok(()) => self.frame().map(Some),
             Err(ReadError::Source(e)) => Err(e),
             Err(ReadError::Eof) => self.ended("").map(|()| None),
-        }
-    }
-}
-
-impl Drop for CommandSource {
-    fn drop(&mut self) {
-        if let Some(sup) = self.supervised.as_mut() {
-            stop(sup);
         }
     }
 }
