@@ -42,7 +42,29 @@ pub fn open_source(config: &Config) -> Result<Box<dyn FrameSource>, String> {
             .map(|s| Box::new(s) as Box<dyn FrameSource>)
             .map_err(|e| e.to_string()),
         SourceSpec::Device(path) => camera_opener(config, path)().map_err(|e| e.message),
+        SourceSpec::Command(_) | SourceSpec::Stdin => {
+            command_opener(config, None)().map_err(|e| e.message)
+        }
     }
+}
+
+/// Starts the configured command (or takes stdin); called again by the
+/// pipeline after every failure. `stop` cuts short a wait for its output.
+pub fn command_opener(config: &Config, stop: Option<Arc<AtomicBool>>) -> Opener {
+    use crate::source::command::{CommandSource, Settings};
+    let settings = Settings {
+        argv: match &config.source {
+            SourceSpec::Command(words) => words.clone(),
+            _ => Vec::new(),
+        },
+        format: config.source_format,
+        width: config.width,
+        height: config.height,
+        fps: Fraction::new(config.fps, 1),
+        stride: config.source_stride,
+        stop,
+    };
+    Box::new(move || CommandSource::open(&settings).map(|s| Box::new(s) as Box<dyn FrameSource>))
 }
 
 /// Opens the camera `path` for the configured size and frame rate; called
@@ -147,15 +169,24 @@ pub fn build_pipeline(
     handles: Handles,
 ) -> Result<(Pipeline, SourceFormat), String> {
     // A camera that is not there (yet) is not fatal: the pipeline keeps
-    // trying. Other sources must open now.
+    // trying. A command is started by the pipeline thread (its parent-death
+    // signal follows that thread), and restarted after every failure.
+    // Other sources must open now.
     let (source, camera) = match &config.source {
+        SourceSpec::Command(words) => (
+            None,
+            Some((
+                command_opener(config, Some(handles.stop.clone())),
+                crate::source::command::display_name(words),
+            )),
+        ),
         SourceSpec::Device(path) => {
             let mut open = camera_opener(config, path);
             match open() {
-                Ok(s) => (Some(s), Some((open, path.clone()))),
+                Ok(s) => (Some(s), Some((open, format!("camera {}", path.display())))),
                 Err(e) if e.recoverable => {
                     log::warn!("{e}; waiting for it");
-                    (None, Some((open, path.clone())))
+                    (None, Some((open, format!("camera {}", path.display()))))
                 }
                 Err(e) => return Err(e.message),
             }
@@ -169,7 +200,10 @@ pub fn build_pipeline(
             height: config.height,
             fps: Fraction::new(config.fps, 1),
             pixel_format: crate::media::PixelFormat::I420,
-            description: format!("camera {} (not there yet)", config.source),
+            description: match &config.source {
+                SourceSpec::Command(_) => format!("{} (starting)", config.source),
+                _ => format!("camera {} (not there yet)", config.source),
+            },
         },
     };
     if !matches!(config.source, SourceSpec::TestPattern)
@@ -190,14 +224,9 @@ pub fn build_pipeline(
         threads: config.threads,
     };
     let pipeline = match (camera, source) {
-        (Some((open, path)), first) => Pipeline::reopening(
-            open,
-            first,
-            format!("camera {}", path.display()),
-            &opts,
-            handles,
-            config.frames,
-        )?,
+        (Some((open, name)), first) => {
+            Pipeline::reopening(open, first, name, &opts, handles, config.frames)?
+        }
         (None, Some(source)) => Pipeline::new(source, &opts, handles, config.frames)?,
         (None, None) => return Err("no source".into()),
     }

@@ -79,9 +79,21 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Where frames come from: `testsrc` (built-in moving pattern), a V4L2 camera
-    /// (/dev/videoN, /dev/v4l/by-id/...) or a 4:2:0 .y4m file. [default: testsrc]
-    #[arg(long, value_name = "testsrc|/dev/videoN|FILE.y4m")]
+    /// (/dev/videoN, /dev/v4l/by-id/...), a 4:2:0 .y4m file, `exec:COMMAND ARGS...`
+    /// (a supervised child's stdout, e.g. rpicam-vid; no shell unless `sh -c`) or `-` (stdin).
+    /// [default: testsrc]
+    #[arg(long, value_name = "testsrc|/dev/videoN|FILE.y4m|exec:CMD|-")]
     pub source: Option<String>,
+
+    /// What an exec: or stdin source sends: i420, nv12, yuyv (raw, at --size), y4m, h264
+    /// (passed through) or mjpeg. [default: recognise y4m, h264 or mjpeg from the first bytes]
+    #[arg(long, value_name = "FORMAT")]
+    pub source_format: Option<String>,
+
+    /// Bytes per luma line of raw exec:/stdin pictures, for producers that pad lines
+    /// (rpicam-vid at odd widths). [default: the width, twice it for yuyv]
+    #[arg(long, value_name = "BYTES")]
+    pub source_stride: Option<usize>,
 
     /// Picture size, both even (a .y4m file uses its own). [default: 640x480]
     #[arg(long, value_name = "WxH")]
@@ -233,7 +245,9 @@ pub struct Cli {
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
-    source: Option<String>,
+    source: Option<SourceValue>,
+    source_format: Option<String>,
+    source_stride: Option<usize>,
     size: Option<String>,
     fps: Option<u32>,
     bitrate: Option<u32>,
@@ -435,12 +449,28 @@ impl<'de> Deserialize<'de> for PushList {
     }
 }
 
+/// The file's `source` key: a string, or a command as a list of words
+/// (`source = ["rpicam-vid", "-t", "0", "-o", "-"]`).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(
+    untagged,
+    expecting = "a string such as \"/dev/video0\" or \"exec:rpicam-vid ...\", or a list of words of a command"
+)]
+enum SourceValue {
+    One(String),
+    Words(Vec<String>),
+}
+
 /// Where frames come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     TestPattern,
     Device(PathBuf),
     Y4m(PathBuf),
+    /// A child's stdout: the command and its arguments (never empty).
+    Command(Vec<String>),
+    /// Our stdin (`-`).
+    Stdin,
 }
 
 impl fmt::Display for SourceSpec {
@@ -448,8 +478,76 @@ impl fmt::Display for SourceSpec {
         match self {
             Self::TestPattern => f.write_str("testsrc"),
             Self::Device(p) | Self::Y4m(p) => write!(f, "{}", p.display()),
+            Self::Command(words) => write!(f, "exec:{}", words.join(" ")),
+            Self::Stdin => f.write_str("-"),
         }
     }
+}
+
+/// Splits a command line into words at blanks; `'...'` and `"..."` keep
+/// blanks inside a word, `\\` escapes the next character (outside single
+/// quotes). No other shell syntax: no variables, globs or pipes. `None`: an
+/// unterminated quote.
+pub fn split_words(s: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => word.push(c),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => word.push(chars.next()?),
+                        c => word.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                word.push(chars.next()?);
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Some(words)
+}
+
+/// A command from a list of words; a leading `exec:` on the first is allowed.
+fn command_words(words: Vec<String>) -> Option<SourceSpec> {
+    let mut words: Vec<String> = words.into_iter().filter(|w| !w.is_empty()).collect();
+    if let Some(rest) = words.first().and_then(|w| w.strip_prefix("exec:")) {
+        let rest = rest.trim().to_string();
+        if rest.is_empty() {
+            words.remove(0);
+        } else {
+            words[0] = rest;
+        }
+    }
+    (!words.is_empty()).then_some(SourceSpec::Command(words))
 }
 
 /// The effective, validated configuration.
@@ -493,6 +591,10 @@ pub struct Config {
     pub camera_format: Option<crate::media::PixelFormat>,
     /// The range the RTP/RTCP UDP pair is taken from; `None`: random.
     pub rtsp_udp_ports: Option<(u16, u16)>,
+    /// What an exec:/stdin source sends; `None`: recognised from its first bytes.
+    pub source_format: Option<crate::source::command::StreamFormat>,
+    /// Luma line stride of raw exec:/stdin pictures; `None`: tightly packed.
+    pub source_stride: Option<usize>,
 }
 
 /// A GPIO line on a Linux GPIO character device (`/dev/gpiochipN`).
@@ -581,6 +683,8 @@ impl Default for Config {
             button: None,
             camera_format: None,
             rtsp_udp_ports: None,
+            source_format: None,
+            source_stride: None,
         }
     }
 }
@@ -647,6 +751,10 @@ pub fn parse_source(s: &str) -> Option<SourceSpec> {
     let s = s.trim();
     if s == "testsrc" {
         Some(SourceSpec::TestPattern)
+    } else if s == "-" {
+        Some(SourceSpec::Stdin)
+    } else if let Some(cmd) = s.strip_prefix("exec:") {
+        command_words(split_words(cmd)?)
     } else if s.starts_with("/dev/") {
         Some(SourceSpec::Device(s.into()))
     } else if s.to_ascii_lowercase().ends_with(".y4m") {
@@ -738,13 +846,22 @@ impl Config {
     fn merge(cli: &Cli, file: FileConfig, path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut c = Config::default();
         Self::merge_rtsp_access(&mut c, cli, &file, path)?;
-        if let Some((v, o)) = pick(cli.source.clone(), file.source, "source", path) {
-            c.source = parse_source(&v).ok_or_else(|| {
-                ConfigError(format!(
-                    "{o}: {v:?} is not a source; use testsrc, a V4L2 device such as /dev/video0, or a .y4m file"
-                ))
-            })?;
+        let flag = cli.source.clone().map(SourceValue::One);
+        if let Some((v, o)) = pick(flag, file.source.clone(), "source", path) {
+            c.source = match v {
+                SourceValue::One(v) => parse_source(&v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "{o}: {v:?} is not a source; use testsrc, a V4L2 device such as /dev/video0, a .y4m file, exec:COMMAND ARGS... or - (stdin)"
+                    ))
+                })?,
+                SourceValue::Words(w) => command_words(w).ok_or_else(|| {
+                    ConfigError(format!(
+                        "{o}: an empty command; write the command and its arguments, e.g. [\"rpicam-vid\", \"-t\", \"0\", \"-o\", \"-\"]"
+                    ))
+                })?,
+            };
         }
+        Self::merge_command_source(&mut c, cli, &file, path)?;
         if let Some((v, o)) = pick(cli.size.clone(), file.size, "size", path) {
             let (w, h) = parse_size(&v).ok_or_else(|| {
                 ConfigError(format!("{o}: {v:?} is not a size; write WxH, e.g. 640x480"))
@@ -1042,13 +1159,70 @@ impl Config {
         Ok(())
     }
 
+    /// `source-format` and `source-stride` (after `size` is known, they are
+    /// checked again when the source opens).
+    fn merge_command_source(
+        c: &mut Config,
+        cli: &Cli,
+        file: &FileConfig,
+        path: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        use crate::source::command::StreamFormat;
+        let fmt = pick(
+            cli.source_format.clone(),
+            file.source_format.clone(),
+            "source-format",
+            path,
+        );
+        if let Some((v, o)) = fmt {
+            c.source_format = if v.trim().eq_ignore_ascii_case("auto") {
+                None
+            } else {
+                Some(StreamFormat::parse(&v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "{o}: {v:?} is not a stream format; use auto or {}",
+                        StreamFormat::NAMES
+                    ))
+                })?)
+            };
+        }
+        if let Some((v, o)) = pick(cli.source_stride, file.source_stride, "source-stride", path) {
+            c.source_stride = Some(in_range(v, &o, 16, 32_768, " bytes")?);
+        }
+        let commandish = matches!(c.source, SourceSpec::Command(_) | SourceSpec::Stdin);
+        if !commandish && (c.source_format.is_some() || c.source_stride.is_some()) {
+            return Err(ConfigError(
+                "source-format and source-stride apply to exec: and - (stdin) sources only; remove them or set source = \"exec:...\"".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The effective configuration as a config file.
     pub fn to_toml(&self) -> String {
         let mut t = toml::Table::new();
         let mut put = |k: &str, v: toml::Value| {
             t.insert(k.into(), v);
         };
-        put("source", self.source.to_string().into());
+        put(
+            "source",
+            match &self.source {
+                SourceSpec::Command(w)
+                    if w.iter().any(|w| {
+                        w.contains(|c: char| c.is_whitespace() || "'\"\\".contains(c))
+                    }) =>
+                {
+                    toml::Value::Array(w.iter().map(|w| w.clone().into()).collect())
+                }
+                s => s.to_string().into(),
+            },
+        );
+        if let Some(f) = self.source_format {
+            put("source-format", f.name().into());
+        }
+        if let Some(n) = self.source_stride {
+            put("source-stride", (n as i64).into());
+        }
         put("size", format!("{}x{}", self.width, self.height).into());
         put("fps", i64::from(self.fps).into());
         put("bitrate", i64::from(self.bitrate).into());
@@ -1436,6 +1610,54 @@ mod tests {
         );
         let e = from_toml("max-request-bytes = 10", &[]).unwrap_err().0;
         assert!(e.contains("1024 to 65536"), "{e}");
+    }
+
+    #[test]
+    fn command_sources_parse_from_a_string_or_a_list() {
+        assert_eq!(
+            parse_source("exec:sh -c \"ffmpeg -i 'a b'\" x\\ y"),
+            Some(SourceSpec::Command(vec![
+                "sh".into(),
+                "-c".into(),
+                "ffmpeg -i 'a b'".into(),
+                "x y".into()
+            ]))
+        );
+        assert_eq!(parse_source("exec:"), None);
+        assert_eq!(parse_source("exec:sh -c \"x"), None);
+        assert_eq!(parse_source("-"), Some(SourceSpec::Stdin));
+        let c = from_toml(
+            "source = [\"rpicam-vid\", \"-t\", \"0\", \"-o\", \"-\"]\nsource-format = \"h264\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceSpec::Command(
+                ["rpicam-vid", "-t", "0", "-o", "-"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            c.source_format,
+            Some(crate::source::command::StreamFormat::H264)
+        );
+        let again = from_toml(&c.to_toml(), &[]).unwrap();
+        assert_eq!(again, c);
+        let e = from_toml("source = \"testsrc\"\nsource-stride = 2048", &[])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("exec:"), "{e}");
+        let e = from_toml("source = \"-\"\nsource-format = \"rgb\"", &[])
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("`source-format` in") && e.contains("i420"),
+            "{e}"
+        );
+        let e = from_toml("source = []", &[]).unwrap_err().0;
+        assert!(e.contains("empty command"), "{e}");
     }
 
     #[test]

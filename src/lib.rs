@@ -23,6 +23,7 @@ pub mod encode;
 pub mod fanout;
 pub mod flv;
 pub mod h264;
+pub mod h264_split;
 pub mod health;
 pub mod logging;
 pub mod media;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::clock;
 use crate::media::{Fraction, Frame, Image, PixelFormat, Planar};
 
+pub mod command;
 pub mod testsrc;
 pub mod v4l2;
 pub mod y4m;

@@ -46,9 +46,11 @@ pub fn list_devices() -> String {
         return "no V4L2 devices (/dev/video*) found\n".into();
     }
     let mut out = String::new();
+    let mut found = Vec::new();
     for node in nodes {
         let line = match Device::open(&node).and_then(|d| query(&d, &node)) {
             Ok(i) => {
+                found.push(i.clone());
                 let what = if i.capture {
                     "video capture"
                 } else if i.mplane {
@@ -71,6 +73,9 @@ pub fn list_devices() -> String {
         for name in stable_names(&node) {
             out.push_str(&format!("    also {}\n", name.display()));
         }
+    }
+    if let Some(hint) = super::csi::csi_hint(&found) {
+        out.push_str(&format!("note: {hint}\n"));
     }
     out
 }

@@ -13,6 +13,7 @@
 //! kills the process exactly when a camera is unplugged. The dozen ioctls
 //! needed are small enough to own (`sys`), with drops that cannot panic.
 
+pub mod csi;
 mod list;
 pub mod negotiate;
 #[allow(unsafe_code)]
