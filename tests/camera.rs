@@ -104,7 +104,12 @@ fn sigusr1_pauses_and_resumes_with_a_keyframe() {
         .map(|w| w[0])
         .expect("no slate");
     assert!(first_slate.1, "the slate starts with a keyframe: {times:?}");
-    let after: Vec<_> = times.iter().filter(|t| t.0 >= 4.0).collect();
+    // After the switch: the camera's frames. A slate frame sent between the
+    // signal and the reopen (followed by a slate-sized gap) is not one.
+    let mut after: Vec<_> = times.iter().filter(|t| t.0 >= 4.0).collect();
+    while after.len() > 1 && after[1].0 - after[0].0 > 0.3 {
+        after.remove(0);
+    }
     assert!(after.len() >= 20, "frames after the pause: {after:?}");
     assert!(
         after[0].1,
