@@ -10,6 +10,7 @@
 //! reading what the server says, and retrying.
 
 pub mod backoff;
+pub mod publisher;
 pub mod target;
 
 use std::fmt;
@@ -22,11 +23,12 @@ use std::time::{Duration, Instant};
 use smol::{Async, Task, Timer};
 
 use crate::fanout::{Fanout, Subscription};
-use crate::flv::{self, Metadata, Skipped, VideoTagger};
+use crate::flv::{self, Skipped, VideoTagger};
 use crate::health::{Health, PushHealth};
 use crate::media::{EncodedFrame, StreamInfo};
-use crate::rtmp::{Event, PublishSession, SessionError, handshake};
-use backoff::{Backoff, ChangeLog, Note};
+use crate::rtmp::{Event, SessionError, handshake};
+use backoff::{Note, Reconnect};
+use publisher::{FlvPublisher, Publisher, RtmpPublisher};
 pub use target::{Protocol, PushTarget, TargetError};
 
 /// Frames queued per target before it starts losing them (to the next
@@ -223,7 +225,6 @@ struct Link {
 /// Per-connection bookkeeping shared with [`Link::run`].
 struct Attempt {
     number: u64,
-    published_at: Option<Instant>,
     /// Video frames sent on this connection.
     frames: u64,
 }
@@ -231,24 +232,15 @@ struct Attempt {
 impl Link {
     async fn run(self) {
         let sub = &self.sub;
-        let mut backoff = Backoff::new();
-        let mut changes = ChangeLog::new();
-        let mut down_since: Option<Instant> = None;
+        let mut reconnect = Reconnect::new();
         for number in 0u64.. {
             if self.stop.is_set() {
                 return;
             }
             self.health.set(false, "connecting");
             log::debug!("push {}: connecting (attempt {})", self.name, number + 1);
-            let mut attempt = Attempt {
-                number,
-                published_at: None,
-                frames: 0,
-            };
-            let result = self
-                .connection(sub, &mut attempt, &mut changes, &mut down_since)
-                .await;
-            let published_for = attempt.published_at.map_or(Duration::ZERO, |t| t.elapsed());
+            let mut attempt = Attempt { number, frames: 0 };
+            let result = self.connection(sub, &mut attempt, &mut reconnect).await;
             let error = match result {
                 Ok(Ended::Stopped) => {
                     self.health.set(false, "stopped");
@@ -265,31 +257,34 @@ impl Link {
                 self.health.set(false, "stopped");
                 return;
             }
-            let delay = backoff.next_delay(published_for, fastrand::f64());
-            let secs = delay.as_secs_f64().round().max(1.0);
+            let retry = reconnect.failed(Instant::now(), &error, fastrand::f64());
+            let delay = retry.delay;
+            let secs = delay.as_secs_f64();
             self.health
-                .set(false, format!("retry in {secs:.0} s: {error}"));
-            match changes.failed(&error) {
-                Note::Quiet => {}
-                Note::Failed { lost: true } => {
-                    down_since = Some(Instant::now());
-                    log::warn!(
-                        "push {}: lost after {:.0} s of publishing ({} frames): {error}; retrying in {secs:.0} s, backing off to {} s",
-                        self.name,
-                        published_for.as_secs_f64(),
-                        attempt.frames,
-                        backoff::MAX_DELAY.as_secs()
-                    );
-                }
-                Note::Failed { lost: false } => {
-                    down_since.get_or_insert_with(Instant::now);
-                    log::warn!(
-                        "push {}: {error}; retrying in {secs:.0} s, backing off to {} s (logged again when the error changes)",
-                        self.name,
-                        backoff::MAX_DELAY.as_secs()
-                    );
-                }
-                Note::Publishing { .. } => {}
+                .set(false, format!("retry in {secs:.1} s: {error}"));
+            let pace = if reconnect.is_backing_off() {
+                format!("backing off toward {} s", backoff::MAX_DELAY.as_secs())
+            } else {
+                format!("retrying at most {} s apart", backoff::FAST_MAX.as_secs())
+            };
+            match retry.note {
+                Note::Quiet | Note::Publishing { .. } => {}
+                Note::Lost { published_for } => log::warn!(
+                    "push {}: lost after {:.0} s of publishing ({} frames): {error}; retrying in {secs:.1} s, {pace}",
+                    self.name,
+                    published_for.as_secs_f64(),
+                    attempt.frames,
+                ),
+                Note::Failed => log::warn!(
+                    "push {}: {error}; retrying in {secs:.1} s, {pace} (logged again when the error changes)",
+                    self.name,
+                ),
+                Note::BackingOff { down_for } => log::warn!(
+                    "push {}: still failing after {:.0} s ({error}); backing off toward {} s",
+                    self.name,
+                    down_for.as_secs_f64(),
+                    backoff::MAX_DELAY.as_secs()
+                ),
             }
             smol::future::or(Timer::after(delay), async {
                 self.stop.wait().await;
@@ -299,14 +294,25 @@ impl Link {
         }
     }
 
+    /// The protocol side of a new connection.
+    fn publisher(&self) -> Box<dyn Publisher> {
+        match &self.target.protocol {
+            Protocol::Rtmp(params) => {
+                let mut random = [0u8; handshake::PACKET_SIZE - 8];
+                random.iter_mut().for_each(|b| *b = fastrand::u8(..));
+                Box::new(RtmpPublisher::new(params.clone(), &random))
+            }
+            Protocol::Flv { stream_name } => Box::new(FlvPublisher::new(stream_name)),
+        }
+    }
+
     /// One connection: resolve, connect, set up, publish until an error or
     /// the stop signal.
     async fn connection(
         &self,
         sub: &Subscription,
         attempt: &mut Attempt,
-        changes: &mut ChangeLog,
-        down_since: &mut Option<Instant>,
+        reconnect: &mut Reconnect,
     ) -> Result<Ended, PushError> {
         let info = loop {
             if let Some(info) = self.fanout.wait_stream_info(Duration::from_secs(1)).await {
@@ -326,46 +332,23 @@ impl Link {
         let mut conn = Conn {
             stream,
             rx,
-            session: None,
+            publisher: self.publisher(),
         };
-
-        let setup = async {
-            match &self.target.protocol {
-                Protocol::Rtmp(params) => {
-                    let mut random = [0u8; handshake::PACKET_SIZE - 8];
-                    random.iter_mut().for_each(|b| *b = fastrand::u8(..));
-                    conn.session = Some(PublishSession::new(params.clone(), &random));
-                    conn.rtmp_setup(&self.name).await
-                }
-                Protocol::Flv { stream_name } => {
-                    let mut out = flv::file_header().to_vec();
-                    let meta = Metadata::from_info(&info, Some(stream_name));
-                    flv::write_tag(&mut out, flv::TAG_SCRIPT, 0, &meta.script_body(false));
-                    conn.write(&out, "sending the FLV header").await
-                }
-            }
-        };
-        match stoppable(&self.stop, timeout(SETUP_TIMEOUT, setup)).await {
+        let setup_name = conn.publisher.setup_name();
+        match stoppable(&self.stop, timeout(SETUP_TIMEOUT, conn.setup(&self.name))).await {
             None => return Ok(Ended::Stopped),
             Some(None) => {
                 return Err(PushError::Deadline {
-                    what: match self.target.protocol {
-                        Protocol::Rtmp(_) => "RTMP handshake and publish",
-                        Protocol::Flv { .. } => "sending the FLV header",
-                    },
+                    what: setup_name,
                     limit: SETUP_TIMEOUT,
                 });
             }
             Some(Some(r)) => r?,
         }
-        if conn.session.is_some() {
-            let meta = Metadata::from_info(&info, None);
-            conn.send_rtmp(
-                |s| s.send_metadata(&meta.script_body(true)),
-                "sending metadata",
-            )
-            .await?;
-        }
+        conn.publisher
+            .send_metadata(&info)
+            .map_err(PushError::Rtmp)?;
+        conn.flush("sending metadata").await?;
 
         // Publishing. A fresh queue on the very first attempt is kept (it
         // starts at a keyframe and holds the stream from the start);
@@ -373,22 +356,21 @@ impl Link {
         if attempt.number > 0 || sub.queued() > QUEUE_FRAMES / 2 {
             sub.resync();
         }
-        attempt.published_at = Some(Instant::now());
         self.health.set(true, "publishing");
-        if let Note::Publishing { failures } = changes.published() {
-            match down_since.take() {
-                Some(since) if failures > 0 => log::info!(
-                    "push {}: publishing again after {failures} failed attempt{} ({:.0} s down)",
-                    self.name,
-                    if failures == 1 { "" } else { "s" },
-                    since.elapsed().as_secs_f64()
-                ),
-                _ => log::info!("push {}: publishing", self.name),
-            }
+        match reconnect.published(Instant::now()) {
+            Note::Publishing {
+                failures,
+                down_for: Some(down),
+            } if failures > 0 => log::info!(
+                "push {}: publishing again after {failures} failed attempt{} ({:.1} s down)",
+                self.name,
+                if failures == 1 { "" } else { "s" },
+                down.as_secs_f64()
+            ),
+            _ => log::info!("push {}: publishing", self.name),
         }
         let mut tagger = VideoTagger::new();
         let mut tags = Vec::new();
-        let mut out = Vec::new();
         enum Wake {
             Frame(Option<Arc<EncodedFrame>>),
             Input(Result<io::Result<Vec<u8>>, smol::channel::RecvError>),
@@ -407,7 +389,7 @@ impl Link {
                 Wake::Frame(None) => return Ok(Ended::Stopped),
                 Wake::Frame(Some(frame)) => {
                     if self
-                        .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags, &mut out)
+                        .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags)
                         .await?
                     {
                         attempt.frames += 1;
@@ -419,18 +401,14 @@ impl Link {
                     // say goodbye.
                     while let Some(frame) = sub.try_recv() {
                         if self
-                            .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags, &mut out)
+                            .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags)
                             .await?
                         {
                             attempt.frames += 1;
                         }
                     }
-                    if let Some(s) = &mut conn.session {
-                        s.close();
-                        let bytes = s.take_output();
-                        conn.write(&bytes, "sending FCUnpublish and deleteStream")
-                            .await?;
-                    }
+                    conn.publisher.close();
+                    conn.flush("sending FCUnpublish and deleteStream").await?;
                     let _ = conn.stream.get_ref().shutdown(NetShutdown::Write);
                     return Ok(Ended::Stopped);
                 }
@@ -445,7 +423,6 @@ impl Link {
         info: &StreamInfo,
         tagger: &mut VideoTagger,
         tags: &mut Vec<flv::VideoTag>,
-        out: &mut Vec<u8>,
     ) -> Result<bool, PushError> {
         tags.clear();
         match tagger.push(frame, &info.params, tags) {
@@ -456,22 +433,12 @@ impl Link {
                 return Ok(false);
             }
         }
-        out.clear();
-        match &mut conn.session {
-            Some(s) => {
-                for t in tags.iter() {
-                    s.send_video(t.timestamp, &t.body)
-                        .map_err(PushError::Rtmp)?;
-                }
-                out.extend_from_slice(&s.take_output());
-            }
-            None => {
-                for t in tags.iter() {
-                    flv::write_tag(out, flv::TAG_VIDEO, t.timestamp, &t.body);
-                }
-            }
+        for t in tags.iter() {
+            conn.publisher
+                .send_video(t.timestamp, &t.body)
+                .map_err(PushError::Rtmp)?;
         }
-        conn.write(out, "sending video").await?;
+        conn.flush("sending video").await?;
         Ok(true)
     }
 
@@ -553,7 +520,7 @@ async fn read_loop(stream: Arc<Async<TcpStream>>, tx: smol::channel::Sender<io::
 struct Conn {
     stream: Arc<Async<TcpStream>>,
     rx: smol::channel::Receiver<io::Result<Vec<u8>>>,
-    session: Option<PublishSession>,
+    publisher: Box<dyn Publisher>,
 }
 
 impl Conn {
@@ -579,16 +546,9 @@ impl Conn {
         Ok(())
     }
 
-    async fn send_rtmp(
-        &mut self,
-        f: impl FnOnce(&mut PublishSession) -> Result<(), SessionError>,
-        what: &'static str,
-    ) -> Result<(), PushError> {
-        let Some(s) = &mut self.session else {
-            return Ok(());
-        };
-        f(s).map_err(PushError::Rtmp)?;
-        let bytes = s.take_output();
+    /// Writes what the publisher has to send.
+    async fn flush(&mut self, what: &'static str) -> Result<(), PushError> {
+        let bytes = self.publisher.take_output();
         self.write(&bytes, what).await
     }
 
@@ -609,41 +569,30 @@ impl Conn {
             }
             Ok(Ok(bytes)) => bytes,
         };
-        if let Some(s) = &mut self.session {
-            s.handle_input(&bytes).map_err(PushError::Rtmp)?;
-            while let Some(e) = s.poll_event() {
-                match e {
-                    Event::Connected => log::debug!("push {name}: RTMP connect accepted"),
-                    Event::PublishStarted => log::debug!("push {name}: NetStream.Publish.Start"),
-                    Event::Status { code, description } => {
-                        log::info!("push {name}: server status {code} {description}")
-                    }
+        self.publisher
+            .handle_input(&bytes)
+            .map_err(PushError::Rtmp)?;
+        while let Some(e) = self.publisher.poll_event() {
+            match e {
+                Event::Connected => log::debug!("push {name}: RTMP connect accepted"),
+                Event::PublishStarted => log::debug!("push {name}: NetStream.Publish.Start"),
+                Event::Status { code, description } => {
+                    log::info!("push {name}: server status {code} {description}")
                 }
             }
         }
-        // A raw FLV server has nothing to say; whatever it sends is ignored.
         Ok(())
     }
 
-    /// Handshake, connect and publish, until `NetStream.Publish.Start`.
-    async fn rtmp_setup(&mut self, name: &str) -> Result<(), PushError> {
+    /// Until the publisher may send media (RTMP: handshake, connect and
+    /// publish, until `NetStream.Publish.Start`).
+    async fn setup(&mut self, name: &str) -> Result<(), PushError> {
         loop {
-            let Some(s) = &mut self.session else {
-                return Ok(());
-            };
-            let phase = s.phase();
-            if s.has_output() {
-                let bytes = s.take_output();
-                self.write(&bytes, "RTMP handshake").await?;
-            }
-            if phase == crate::rtmp::Phase::Published {
+            let during = self.publisher.waiting_for();
+            self.flush(during).await?;
+            if self.publisher.is_publishing() {
                 return Ok(());
             }
-            let during = match phase {
-                crate::rtmp::Phase::Handshake => "during the RTMP handshake",
-                crate::rtmp::Phase::Connecting => "after RTMP connect",
-                _ => "before publishing started",
-            };
             let input = self.rx.recv().await;
             self.handle_input(input, during, name)?;
         }
