@@ -313,7 +313,11 @@ pub fn run(config: Config) -> Result<(), String> {
 
     // Before the encoder starts, so push targets subscribe in time for the
     // first keyframe.
-    let pushers = crate::push::Pushers::start(&push_targets, &fanout, &health);
+    let push_options = crate::push::PushOptions {
+        tls_ca: config.push_tls_ca.clone(),
+    };
+    let pushers = crate::push::Pushers::start(&push_targets, &push_options, &fanout, &health)
+        .map_err(|e| e.to_string())?;
     let (done_tx, done_rx) = smol::channel::bounded(1);
     let thread = std::thread::Builder::new()
         .name("capture-encode".into())

@@ -10,11 +10,13 @@
 //! reading what the server says, and retrying.
 
 pub mod backoff;
+mod conn;
 pub mod publisher;
 pub mod target;
+pub mod tls;
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown as NetShutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,10 +28,12 @@ use crate::fanout::{Fanout, Subscription};
 use crate::flv::{self, Skipped, VideoTagger};
 use crate::health::{Health, PushHealth};
 use crate::media::{EncodedFrame, StreamInfo};
-use crate::rtmp::{Event, SessionError, handshake};
+use crate::rtmp::{SessionError, handshake};
 use backoff::{Note, Reconnect};
+use conn::{Conn, read_loop};
 use publisher::{FlvPublisher, Publisher, RtmpPublisher};
 pub use target::{Protocol, PushTarget, TargetError};
+use tls::{Tls, TlsError, TlsSetupError};
 
 /// Frames queued per target before it starts losing them (to the next
 /// keyframe). About a second at 30 fps.
@@ -82,6 +86,7 @@ pub enum PushError {
         during: &'static str,
     },
     Rtmp(SessionError),
+    Tls(TlsError),
 }
 
 impl fmt::Display for PushError {
@@ -99,11 +104,40 @@ impl fmt::Display for PushError {
             Self::Io { what, error } => write!(f, "{what}: {}", io_text(error)),
             Self::Closed { during } => write!(f, "the server closed the connection {during}"),
             Self::Rtmp(e) => write!(f, "{e}"),
+            Self::Tls(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for PushError {}
+impl std::error::Error for PushError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Resolve { error, .. } | Self::Connect { error, .. } | Self::Io { error, .. } => {
+                Some(error)
+            }
+            Self::Rtmp(e) => Some(e),
+            Self::Tls(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The audio track of push targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Audio {
+    /// Video only.
+    #[default]
+    Off,
+    /// AAC-LC mono silence beside the video.
+    Silent,
+}
+
+/// Settings shared by all targets.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// `push-tls-ca`: trust only these CAs for RTMPS.
+    pub tls_ca: Option<std::path::PathBuf>,
+}
 
 /// Short, stable texts for common socket errors (no "os error N").
 fn io_text(e: &io::Error) -> String {
@@ -154,7 +188,19 @@ impl Pushers {
     /// Starts one task per target on the smol executor. Each subscribes to
     /// the fan-out here, before returning: call this before the encoder
     /// starts and the targets get the stream from its first keyframe.
-    pub fn start(targets: &[PushTarget], fanout: &Arc<Fanout>, health: &Health) -> Self {
+    pub fn start(
+        targets: &[PushTarget],
+        options: &PushOptions,
+        fanout: &Arc<Fanout>,
+        health: &Health,
+    ) -> Result<Self, TlsSetupError> {
+        let tls = if targets.iter().any(|t| t.tls) {
+            let (config, roots) = tls::client_config(options.tls_ca.as_deref())?;
+            log::info!("push: RTMPS certificates are verified against {roots}");
+            Some(config)
+        } else {
+            None
+        };
         let stop = Arc::new(StopSignal::default());
         let mut names: Vec<String> = Vec::new();
         let tasks = targets
@@ -174,11 +220,12 @@ impl Pushers {
                     name,
                     fanout: fanout.clone(),
                     stop: stop.clone(),
+                    tls: tls.clone().filter(|_| t.tls),
                 };
                 smol::spawn(link.run())
             })
             .collect();
-        Self { tasks, stop }
+        Ok(Self { tasks, stop })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -220,6 +267,8 @@ struct Link {
     fanout: Arc<Fanout>,
     health: Arc<PushHealth>,
     stop: Arc<StopSignal>,
+    /// RTMPS: the client configuration.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Per-connection bookkeeping shared with [`Link::run`].
@@ -329,10 +378,17 @@ impl Link {
         let stream = Arc::new(stream);
         let (tx, rx) = smol::channel::bounded::<io::Result<Vec<u8>>>(4);
         let _reader = smol::spawn(read_loop(stream.clone(), tx));
+        let tls = match &self.tls {
+            Some(config) => {
+                Some(Tls::new(config.clone(), &self.target.host).map_err(PushError::Tls)?)
+            }
+            None => None,
+        };
         let mut conn = Conn {
             stream,
             rx,
             publisher: self.publisher(),
+            tls,
         };
         let setup_name = conn.publisher.setup_name();
         match stoppable(&self.stop, timeout(SETUP_TIMEOUT, conn.setup(&self.name))).await {
@@ -395,7 +451,10 @@ impl Link {
                         attempt.frames += 1;
                     }
                 }
-                Wake::Input(input) => conn.handle_input(input, "while publishing", &self.name)?,
+                Wake::Input(input) => {
+                    conn.handle_input(input, "while publishing", &self.name)
+                        .await?
+                }
                 Wake::Stop => {
                     // Send what is queued (the stop grace bounds this), then
                     // say goodbye.
@@ -409,6 +468,10 @@ impl Link {
                     }
                     conn.publisher.close();
                     conn.flush("sending FCUnpublish and deleteStream").await?;
+                    if let Some(tls) = &mut conn.tls {
+                        tls.close();
+                        conn.send_records("sending TLS close_notify").await?;
+                    }
                     let _ = conn.stream.get_ref().shutdown(NetShutdown::Write);
                     return Ok(Ended::Stopped);
                 }
@@ -496,105 +559,4 @@ async fn stoppable<T>(stop: &StopSignal, f: impl Future<Output = T>) -> Option<T
         None
     })
     .await
-}
-
-/// Reads what the server sends and passes it on; the channel closes at the
-/// end of the stream (bounded: the reader waits when the channel is full).
-async fn read_loop(stream: Arc<Async<TcpStream>>, tx: smol::channel::Sender<io::Result<Vec<u8>>>) {
-    let mut buf = vec![0u8; READ_SIZE];
-    loop {
-        let r = stream.read_with(|s| (&*s).read(&mut buf)).await;
-        let item = match r {
-            Ok(0) => return,
-            Ok(n) => Ok(buf[..n].to_vec()),
-            Err(e) => Err(e),
-        };
-        let failed = item.is_err();
-        if tx.send(item).await.is_err() || failed {
-            return;
-        }
-    }
-}
-
-/// One open connection.
-struct Conn {
-    stream: Arc<Async<TcpStream>>,
-    rx: smol::channel::Receiver<io::Result<Vec<u8>>>,
-    publisher: Box<dyn Publisher>,
-}
-
-impl Conn {
-    /// Writes everything; fails if a write makes no progress for
-    /// [`WRITE_TIMEOUT`].
-    async fn write(&self, mut bytes: &[u8], what: &'static str) -> Result<(), PushError> {
-        while !bytes.is_empty() {
-            let n = timeout(
-                WRITE_TIMEOUT,
-                self.stream.write_with(|s| (&*s).write(bytes)),
-            )
-            .await
-            .ok_or(PushError::Timeout {
-                what,
-                limit: WRITE_TIMEOUT,
-            })?
-            .map_err(|error| PushError::Io { what, error })?;
-            if n == 0 {
-                return Err(PushError::Closed { during: what });
-            }
-            bytes = &bytes[n..];
-        }
-        Ok(())
-    }
-
-    /// Writes what the publisher has to send.
-    async fn flush(&mut self, what: &'static str) -> Result<(), PushError> {
-        let bytes = self.publisher.take_output();
-        self.write(&bytes, what).await
-    }
-
-    /// Handles bytes from the server (or its end).
-    fn handle_input(
-        &mut self,
-        input: Result<io::Result<Vec<u8>>, smol::channel::RecvError>,
-        during: &'static str,
-        name: &str,
-    ) -> Result<(), PushError> {
-        let bytes = match input {
-            Err(_) => return Err(PushError::Closed { during }),
-            Ok(Err(error)) => {
-                return Err(PushError::Io {
-                    what: "reading",
-                    error,
-                });
-            }
-            Ok(Ok(bytes)) => bytes,
-        };
-        self.publisher
-            .handle_input(&bytes)
-            .map_err(PushError::Rtmp)?;
-        while let Some(e) = self.publisher.poll_event() {
-            match e {
-                Event::Connected => log::debug!("push {name}: RTMP connect accepted"),
-                Event::PublishStarted => log::debug!("push {name}: NetStream.Publish.Start"),
-                Event::Status { code, description } => {
-                    log::info!("push {name}: server status {code} {description}")
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Until the publisher may send media (RTMP: handshake, connect and
-    /// publish, until `NetStream.Publish.Start`).
-    async fn setup(&mut self, name: &str) -> Result<(), PushError> {
-        loop {
-            let during = self.publisher.waiting_for();
-            self.flush(during).await?;
-            if self.publisher.is_publishing() {
-                return Ok(());
-            }
-            let input = self.rx.recv().await;
-            self.handle_input(input, during, name)?;
-        }
-    }
 }

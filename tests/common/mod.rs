@@ -2,6 +2,8 @@
 //! loopback port, run the real peers (ffmpeg, ffprobe), and read results.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
