@@ -315,6 +315,7 @@ pub fn run(config: Config) -> Result<(), String> {
     // first keyframe.
     let push_options = crate::push::PushOptions {
         tls_ca: config.push_tls_ca.clone(),
+        audio: config.audio,
     };
     let pushers = crate::push::Pushers::start(&push_targets, &push_options, &fanout, &health)
         .map_err(|e| e.to_string())?;

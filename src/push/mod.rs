@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use smol::{Async, Task, Timer};
 
 use crate::fanout::{Fanout, Subscription};
+use crate::flv::audio::{AudioTag, SilentTrack};
 use crate::flv::{self, Skipped, VideoTagger};
 use crate::health::{Health, PushHealth};
 use crate::media::{EncodedFrame, StreamInfo};
@@ -137,6 +138,17 @@ pub enum Audio {
 pub struct PushOptions {
     /// `push-tls-ca`: trust only these CAs for RTMPS.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// `audio`: a silent AAC track beside the video.
+    pub audio: Audio,
+}
+
+/// The tracks of one connection: video tags from frames, and the silent
+/// audio interleaved by timestamp.
+struct Tracks {
+    video: VideoTagger,
+    tags: Vec<flv::VideoTag>,
+    audio: Option<SilentTrack>,
+    audio_tags: Vec<AudioTag>,
 }
 
 /// Short, stable texts for common socket errors (no "os error N").
@@ -221,6 +233,7 @@ impl Pushers {
                     fanout: fanout.clone(),
                     stop: stop.clone(),
                     tls: tls.clone().filter(|_| t.tls),
+                    audio: options.audio == Audio::Silent,
                 };
                 smol::spawn(link.run())
             })
@@ -269,6 +282,8 @@ struct Link {
     stop: Arc<StopSignal>,
     /// RTMPS: the client configuration.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Send a silent audio track.
+    audio: bool,
 }
 
 /// Per-connection bookkeeping shared with [`Link::run`].
@@ -349,9 +364,9 @@ impl Link {
             Protocol::Rtmp(params) => {
                 let mut random = [0u8; handshake::PACKET_SIZE - 8];
                 random.iter_mut().for_each(|b| *b = fastrand::u8(..));
-                Box::new(RtmpPublisher::new(params.clone(), &random))
+                Box::new(RtmpPublisher::new(params.clone(), &random, self.audio))
             }
-            Protocol::Flv { stream_name } => Box::new(FlvPublisher::new(stream_name)),
+            Protocol::Flv { stream_name } => Box::new(FlvPublisher::new(stream_name, self.audio)),
         }
     }
 
@@ -425,8 +440,12 @@ impl Link {
             ),
             _ => log::info!("push {}: publishing", self.name),
         }
-        let mut tagger = VideoTagger::new();
-        let mut tags = Vec::new();
+        let mut tracks = Tracks {
+            video: VideoTagger::new(),
+            tags: Vec::new(),
+            audio: self.audio.then(SilentTrack::new),
+            audio_tags: Vec::new(),
+        };
         enum Wake {
             Frame(Option<Arc<EncodedFrame>>),
             Input(Result<io::Result<Vec<u8>>, smol::channel::RecvError>),
@@ -445,7 +464,7 @@ impl Link {
                 Wake::Frame(None) => return Ok(Ended::Stopped),
                 Wake::Frame(Some(frame)) => {
                     if self
-                        .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags)
+                        .send_frame(&mut conn, &frame, &info, &mut tracks)
                         .await?
                     {
                         attempt.frames += 1;
@@ -460,7 +479,7 @@ impl Link {
                     // say goodbye.
                     while let Some(frame) = sub.try_recv() {
                         if self
-                            .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags)
+                            .send_frame(&mut conn, &frame, &info, &mut tracks)
                             .await?
                         {
                             attempt.frames += 1;
@@ -484,11 +503,11 @@ impl Link {
         conn: &mut Conn,
         frame: &EncodedFrame,
         info: &StreamInfo,
-        tagger: &mut VideoTagger,
-        tags: &mut Vec<flv::VideoTag>,
+        tracks: &mut Tracks,
     ) -> Result<bool, PushError> {
+        let tags = &mut tracks.tags;
         tags.clear();
-        match tagger.push(frame, &info.params, tags) {
+        match tracks.video.push(frame, &info.params, tags) {
             Ok(()) => {}
             Err(Skipped::WaitingForKeyframe) => return Ok(false),
             Err(e @ Skipped::TooLarge { .. }) => {
@@ -496,9 +515,21 @@ impl Link {
                 return Ok(false);
             }
         }
+        let p = &mut conn.publisher;
         for t in tags.iter() {
-            conn.publisher
-                .send_video(t.timestamp, &t.body)
+            // Sequence headers first, then the audio due by this frame, then
+            // the frame: both timelines move forward together.
+            if !t.sequence_header {
+                if let Some(audio) = &mut tracks.audio {
+                    tracks.audio_tags.clear();
+                    audio.until(t.timestamp, &mut tracks.audio_tags);
+                    for a in &tracks.audio_tags {
+                        p.send_audio(a.timestamp, &a.body)
+                            .map_err(PushError::Rtmp)?;
+                    }
+                }
+            }
+            p.send_video(t.timestamp, &t.body)
                 .map_err(PushError::Rtmp)?;
         }
         conn.flush("sending video").await?;

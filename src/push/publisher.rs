@@ -23,6 +23,8 @@ pub trait Publisher: Send + Sync {
     fn send_metadata(&mut self, info: &StreamInfo) -> Result<(), SessionError>;
     /// Sends one FLV video tag body.
     fn send_video(&mut self, timestamp: u32, body: &[u8]) -> Result<(), SessionError>;
+    /// Sends one FLV audio tag body.
+    fn send_audio(&mut self, timestamp: u32, body: &[u8]) -> Result<(), SessionError>;
     /// Ends publishing politely (RTMP: FCUnpublish and deleteStream).
     fn close(&mut self);
     /// Bytes to write, in order.
@@ -35,14 +37,22 @@ pub trait Publisher: Send + Sync {
 #[derive(Debug)]
 pub struct FlvPublisher {
     stream_name: String,
+    audio: bool,
     out: Vec<u8>,
 }
 
 impl FlvPublisher {
-    pub fn new(stream_name: &str) -> Self {
+    /// `audio`: the header and metadata announce an audio track.
+    pub fn new(stream_name: &str, audio: bool) -> Self {
+        let header = if audio {
+            flv::file_header_with_audio()
+        } else {
+            flv::file_header()
+        };
         Self {
             stream_name: stream_name.to_string(),
-            out: flv::file_header().to_vec(),
+            audio,
+            out: header.to_vec(),
         }
     }
 }
@@ -64,12 +74,17 @@ impl Publisher for FlvPublisher {
         "sending the FLV header"
     }
     fn send_metadata(&mut self, info: &StreamInfo) -> Result<(), SessionError> {
-        let meta = Metadata::from_info(info, Some(&self.stream_name));
+        let mut meta = Metadata::from_info(info, Some(&self.stream_name));
+        meta.audio = self.audio;
         flv::write_tag(&mut self.out, flv::TAG_SCRIPT, 0, &meta.script_body(false));
         Ok(())
     }
     fn send_video(&mut self, timestamp: u32, body: &[u8]) -> Result<(), SessionError> {
         flv::write_tag(&mut self.out, flv::TAG_VIDEO, timestamp, body);
+        Ok(())
+    }
+    fn send_audio(&mut self, timestamp: u32, body: &[u8]) -> Result<(), SessionError> {
+        flv::write_tag(&mut self.out, flv::TAG_AUDIO, timestamp, body);
         Ok(())
     }
     fn close(&mut self) {}
@@ -80,27 +95,38 @@ impl Publisher for FlvPublisher {
 
 /// RTMP publish: [`PublishSession`] behind the interface.
 #[derive(Debug)]
-pub struct RtmpPublisher(PublishSession);
+pub struct RtmpPublisher {
+    session: PublishSession,
+    audio: bool,
+}
 
 impl RtmpPublisher {
-    /// `random` fills the handshake's C1.
-    pub fn new(params: PublishParams, random: &[u8; handshake::PACKET_SIZE - 8]) -> Self {
-        Self(PublishSession::new(params, random))
+    /// `random` fills the handshake's C1; `audio`: the metadata announces
+    /// an audio track.
+    pub fn new(
+        params: PublishParams,
+        random: &[u8; handshake::PACKET_SIZE - 8],
+        audio: bool,
+    ) -> Self {
+        Self {
+            session: PublishSession::new(params, random),
+            audio,
+        }
     }
 }
 
 impl Publisher for RtmpPublisher {
     fn handle_input(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
-        self.0.handle_input(bytes)
+        self.session.handle_input(bytes)
     }
     fn poll_event(&mut self) -> Option<Event> {
-        self.0.poll_event()
+        self.session.poll_event()
     }
     fn is_publishing(&self) -> bool {
-        self.0.phase() == Phase::Published
+        self.session.phase() == Phase::Published
     }
     fn waiting_for(&self) -> &'static str {
-        match self.0.phase() {
+        match self.session.phase() {
             Phase::Handshake => "during the RTMP handshake",
             Phase::Connecting => "after RTMP connect",
             _ => "before publishing started",
@@ -110,17 +136,21 @@ impl Publisher for RtmpPublisher {
         "RTMP handshake and publish"
     }
     fn send_metadata(&mut self, info: &StreamInfo) -> Result<(), SessionError> {
-        let meta = Metadata::from_info(info, None);
-        self.0.send_metadata(&meta.script_body(true))
+        let mut meta = Metadata::from_info(info, None);
+        meta.audio = self.audio;
+        self.session.send_metadata(&meta.script_body(true))
     }
     fn send_video(&mut self, timestamp: u32, body: &[u8]) -> Result<(), SessionError> {
-        self.0.send_video(timestamp, body)
+        self.session.send_video(timestamp, body)
+    }
+    fn send_audio(&mut self, timestamp: u32, body: &[u8]) -> Result<(), SessionError> {
+        self.session.send_audio(timestamp, body)
     }
     fn close(&mut self) {
-        self.0.close()
+        self.session.close()
     }
     fn take_output(&mut self) -> Vec<u8> {
-        self.0.take_output()
+        self.session.take_output()
     }
 }
 
@@ -130,7 +160,7 @@ mod tests {
 
     #[test]
     fn flv_publishes_at_once_and_rtmp_after_the_handshake() {
-        let mut f = FlvPublisher::new("cam1");
+        let mut f = FlvPublisher::new("cam1", false);
         assert!(f.is_publishing());
         assert_eq!(f.take_output(), flv::file_header());
         f.send_video(5, &[0x17, 0, 0, 0, 0]).unwrap();
@@ -141,7 +171,7 @@ mod tests {
             tc_url: "rtmp://h/live".into(),
             stream: "cam1".into(),
         };
-        let mut r = RtmpPublisher::new(params, &[7; handshake::PACKET_SIZE - 8]);
+        let mut r = RtmpPublisher::new(params, &[7; handshake::PACKET_SIZE - 8], true);
         assert!(!r.is_publishing());
         assert_eq!(r.waiting_for(), "during the RTMP handshake");
         assert_eq!(r.take_output().len(), 1 + handshake::PACKET_SIZE);

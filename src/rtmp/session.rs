@@ -34,6 +34,7 @@ mod csid {
     pub const CONTROL: u32 = 2;
     pub const COMMAND: u32 = 3;
     pub const DATA: u32 = 4;
+    pub const AUDIO: u32 = 5;
     pub const VIDEO: u32 = 6;
     pub const STREAM_COMMAND: u32 = 8;
 }
@@ -482,6 +483,22 @@ impl PublishSession {
         self.writer.write(
             csid::VIDEO,
             msg_type::VIDEO,
+            self.stream_id,
+            timestamp,
+            body,
+            &mut self.out,
+        );
+        Ok(())
+    }
+
+    /// Sends one audio message (an FLV audio tag body).
+    pub fn send_audio(&mut self, timestamp: u32, body: &[u8]) -> Result<(), SessionError> {
+        if self.phase != Phase::Published {
+            return Err(SessionError::NotPublishing);
+        }
+        self.writer.write(
+            csid::AUDIO,
+            msg_type::AUDIO,
             self.stream_id,
             timestamp,
             body,

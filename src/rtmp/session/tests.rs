@@ -115,6 +115,7 @@ fn publishes_against_recorded_nginx_replies() {
         videodatarate: 1000,
         encoder: "edgestream".into(),
         stream_name: None,
+        audio: false,
     };
     s.send_metadata(&meta.script_body(true)).unwrap();
     s.send_video(0, &[0x17, 0, 0, 0, 0, 1, 0x42]).unwrap();
