@@ -255,3 +255,57 @@ impl Tls {
         self.conn.send_close_notify();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_ca_file_is_named_and_the_system_store_loads() {
+        let dir = std::env::temp_dir().join(format!("edgestream-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let e = client_config(Some(&missing)).unwrap_err();
+        assert!(e.to_string().starts_with("push-tls-ca: cannot read"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let e = client_config(Some(&junk)).unwrap_err();
+        assert!(e.to_string().contains("holds no PEM certificate"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+        // Here (and in CI) Debian's ca-certificates is installed.
+        let (_, roots) = client_config(None).unwrap();
+        assert!(matches!(roots, Roots::System(n) if n > 10), "{roots}");
+    }
+
+    #[test]
+    fn certificate_errors_name_the_host_and_the_fault() {
+        let e = |c| {
+            TlsError {
+                host: "ingest.example".into(),
+                error: rustls::Error::InvalidCertificate(c),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            e(CertificateError::Expired),
+            "TLS with ingest.example: the server's certificate has expired"
+        );
+        assert!(e(CertificateError::NotValidForName).contains("wrong name"));
+        assert!(e(CertificateError::UnknownIssuer).contains("unknown CA"));
+    }
+
+    #[test]
+    fn nothing_but_a_client_hello_leaves_before_the_handshake() {
+        let (config, _) = client_config(None).unwrap();
+        let mut tls = Tls::new(config, "ingest.example").unwrap();
+        tls.write_plain(b"rtmp bytes with the stream key s3cret");
+        let mut out = Vec::new();
+        tls.take_records(&mut out);
+        assert!(tls.is_handshaking());
+        assert_eq!(out[0], 22, "a handshake record");
+        assert!(!out.windows(6).any(|w| w == b"s3cret"));
+        // SNI: the host name is in the ClientHello.
+        assert!(out.windows(14).any(|w| w == b"ingest.example"));
+    }
+}
