@@ -44,6 +44,8 @@ pub struct Reconnect {
     state: State,
     /// When the current outage began (kept across short sessions).
     outage_since: Option<Instant>,
+    /// When the target last stopped publishing (or first failed).
+    down_since: Option<Instant>,
     /// Fast (young) and slow (old) delays.
     fast: crate::backoff::Backoff,
     slow: crate::backoff::Backoff,
@@ -83,6 +85,7 @@ impl Default for Reconnect {
         Self {
             state: State::Idle,
             outage_since: None,
+            down_since: None,
             fast: crate::backoff::Backoff::new(MIN_DELAY, FAST_MAX),
             slow: crate::backoff::Backoff::new(FAST_MAX * 2, MAX_DELAY),
             failures: 0,
@@ -112,7 +115,8 @@ impl Reconnect {
         self.last_error = None;
         self.state = State::Publishing { since: now };
         let down_for = self
-            .outage_since
+            .down_since
+            .take()
             .filter(|_| failures > 0)
             .map(|t| now.saturating_duration_since(t));
         Note::Publishing { failures, down_for }
@@ -123,6 +127,7 @@ impl Reconnect {
     pub fn failed(&mut self, now: Instant, error: &str, random: f64) -> Retry {
         let jitter = 0.75 + 0.25 * random.clamp(0.0, 1.0);
         self.failures = self.failures.saturating_add(1);
+        self.down_since.get_or_insert(now);
         let mut note = match self.state {
             State::Publishing { since } => {
                 let published_for = now.saturating_duration_since(since);
@@ -206,6 +211,19 @@ mod tests {
             assert!(back <= FAST_MAX, "round {round}: back {back:?} late");
         }
         assert!(!r.is_backing_off());
+        // "Publishing again" reports the last time down, not the outage.
+        t += 4 * S;
+        let down_at = t;
+        let _ = r.failed(t, "closed", 0.5);
+        t += 2 * S;
+        let Note::Publishing {
+            down_for: Some(down),
+            ..
+        } = r.published(t)
+        else {
+            panic!("no publishing note");
+        };
+        assert_eq!(down, t - down_at);
     }
 
     #[test]
@@ -288,11 +306,12 @@ mod tests {
         assert_eq!(notes, vec![Note::Failed, Note::Quiet, Note::Failed]);
         let Note::Publishing {
             failures: 3,
-            down_for: Some(_),
+            down_for: Some(down),
         } = r.published(t)
         else {
             panic!("no publishing note");
         };
+        assert_eq!(down, t - t0);
         t += 10 * S;
         // Losing a session is news even with the old error text.
         assert_eq!(
