@@ -97,7 +97,8 @@ pub struct Cli {
     pub rtsp_path: Option<String>,
 
     /// Push the stream to a server: `rtmp://host[:port]/app[/instance]/stream[?query]`
-    /// (RTMP publish) or `tcp://host:port/name` (raw FLV, name in onMetaData streamName).
+    /// (RTMP publish), `rtmps://host[:443]/...` (RTMP over TLS) or `tcp://host:port/name`
+    /// (raw FLV, name in onMetaData streamName).
     /// Repeat for several targets; each reconnects on its own: within 3 s for the first two minutes of an outage, then backing off to 30 s.
     #[arg(long, value_name = "URL")]
     pub push: Vec<String>,
