@@ -234,6 +234,14 @@ pub fn build_pipeline(
     Ok((pipeline, fmt))
 }
 
+/// The push settings shared by every target.
+pub fn push_options(config: &Config) -> crate::push::PushOptions {
+    crate::push::PushOptions {
+        tls_ca: config.push_tls_ca.clone(),
+        audio: config.audio,
+    }
+}
+
 /// What the main loop waits for.
 enum Event {
     Signal(Option<std::io::Result<async_signal::Signal>>),
@@ -344,8 +352,9 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
     // first keyframe.
     let mut pushers: Vec<PushRun> = push_targets
         .iter()
-        .map(|t| PushRun::start(t, &fanout, &health))
-        .collect();
+        .map(|t| PushRun::start(t, &push_options(&config), &fanout, &health))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     let (done_tx, done_rx) = smol::channel::bounded(4);
     let mut pipe = PipelineThread::spawn(pipeline, pipe_stop, 0, done_tx.clone())?;
     let control = server.as_ref().map(|s| s.control());

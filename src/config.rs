@@ -131,10 +131,21 @@ pub struct Cli {
     pub rtsp_path: Option<String>,
 
     /// Push the stream to a server: `rtmp://host[:port]/app[/instance]/stream[?query]`
-    /// (RTMP publish) or `tcp://host:port/name` (raw FLV, name in onMetaData streamName).
-    /// Repeat for several targets; each reconnects on its own with backoff (1 s to 30 s).
+    /// (RTMP publish), `rtmps://host[:443]/...` (RTMP over TLS) or `tcp://host:port/name`
+    /// (raw FLV, name in onMetaData streamName).
+    /// Repeat for several targets; each reconnects on its own: within 3 s for the first two minutes of an outage, then backing off to 30 s.
     #[arg(long, value_name = "URL")]
     pub push: Vec<String>,
+
+    /// RTMPS: trust only the CA certificates in this PEM file (a private CA)
+    /// instead of the system store (/etc/ssl/certs). [default: the system store]
+    #[arg(long, value_name = "FILE")]
+    pub push_tls_ca: Option<PathBuf>,
+
+    /// Audio track on push targets: `off`, or `silent` (AAC-LC mono silence,
+    /// for platforms that want audio, such as YouTube). [default: off]
+    #[arg(long, value_name = "off|silent")]
+    pub audio: Option<String>,
 
     /// Stop cleanly after this many encoded frames (exit 0). [default: run until stopped]
     #[arg(long, value_name = "N")]
@@ -257,6 +268,8 @@ struct FileConfig {
     rtsp: Option<String>,
     rtsp_path: Option<String>,
     push: Option<PushList>,
+    push_tls_ca: Option<PathBuf>,
+    audio: Option<String>,
     frames: Option<u64>,
     pace: Option<String>,
     rtp_payload_size: Option<usize>,
@@ -565,6 +578,8 @@ pub struct Config {
     pub rtsp: Option<SocketAddr>,
     pub rtsp_path: String,
     pub push: Vec<String>,
+    pub push_tls_ca: Option<PathBuf>,
+    pub audio: crate::push::Audio,
     pub frames: Option<u64>,
     pub pace: Pace,
     pub rtp_payload_size: usize,
@@ -663,6 +678,8 @@ impl Default for Config {
             rtsp: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8554))),
             rtsp_path: "/live".into(),
             push: Vec::new(),
+            push_tls_ca: None,
+            audio: crate::push::Audio::Off,
             frames: None,
             pace: Pace::Realtime,
             rtp_payload_size: 1400,
@@ -942,6 +959,31 @@ impl Config {
                 check_push_url(url).map_err(|e| ConfigError(format!("{o}: {e}")))?;
             }
             c.push = urls;
+        }
+        if let Some((v, o)) = pick(
+            cli.push_tls_ca.clone(),
+            file.push_tls_ca,
+            "push-tls-ca",
+            path,
+        ) {
+            if let Err(e) = std::fs::metadata(&v) {
+                return Err(ConfigError(format!(
+                    "{o}: cannot read {}: {e}; give a PEM file with the CA certificate",
+                    v.display()
+                )));
+            }
+            c.push_tls_ca = Some(v);
+        }
+        if let Some((v, o)) = pick(cli.audio.clone(), file.audio, "audio", path) {
+            c.audio = match v.trim() {
+                "off" => crate::push::Audio::Off,
+                "silent" => crate::push::Audio::Silent,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{o}: {v:?} is not an audio mode; use off or silent"
+                    )));
+                }
+            };
         }
         if let Some((v, o)) = pick(cli.frames, file.frames, "frames", path) {
             c.frames = Some(in_range(v, &o, 1, u64::MAX, "")?);
@@ -1239,6 +1281,17 @@ impl Config {
         put(
             "push",
             toml::Value::Array(self.push.iter().map(|u| u.clone().into()).collect()),
+        );
+        if let Some(f) = &self.push_tls_ca {
+            put("push-tls-ca", f.display().to_string().into());
+        }
+        put(
+            "audio",
+            match self.audio {
+                crate::push::Audio::Off => "off",
+                crate::push::Audio::Silent => "silent",
+            }
+            .into(),
         );
         if let Some(n) = self.frames {
             put("frames", (n.min(i64::MAX as u64) as i64).into());

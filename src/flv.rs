@@ -17,6 +17,8 @@ use crate::h264::ParameterSets;
 use crate::media::{EncodedFrame, StreamInfo};
 use crate::rtmp::amf0::{self, Value};
 
+pub mod audio;
+
 pub const TAG_AUDIO: u8 = 8;
 pub const TAG_VIDEO: u8 = 9;
 pub const TAG_SCRIPT: u8 = 18;
@@ -44,6 +46,8 @@ pub struct Metadata {
     /// Names the stream for servers that take it from the metadata
     /// (crtmpserver's inboundLiveFlv).
     pub stream_name: Option<String>,
+    /// A silent AAC track goes beside the video ([`audio`]).
+    pub audio: bool,
 }
 
 impl Metadata {
@@ -55,6 +59,7 @@ impl Metadata {
             videodatarate: info.bitrate_kbps,
             encoder: format!("edgestream {}", env!("CARGO_PKG_VERSION")),
             stream_name: stream_name.map(str::to_string),
+            audio: false,
         }
     }
 
@@ -77,6 +82,22 @@ impl Metadata {
             ),
             ("encoder".to_string(), Value::str(self.encoder.clone())),
         ];
+        if self.audio {
+            props.extend([
+                (
+                    "audiocodecid".to_string(),
+                    Value::Number(f64::from(audio::CODEC_AAC)),
+                ),
+                (
+                    "audiosamplerate".to_string(),
+                    Value::Number(f64::from(audio::SAMPLE_RATE)),
+                ),
+                ("audiosamplesize".to_string(), Value::Number(16.0)),
+                ("audiochannels".to_string(), Value::Number(1.0)),
+                ("stereo".to_string(), Value::Boolean(false)),
+                ("audiodatarate".to_string(), Value::Number(0.0)),
+            ]);
+        }
         if let Some(name) = &self.stream_name {
             props.push(("streamName".to_string(), Value::str(name.clone())));
         }
@@ -93,6 +114,13 @@ impl Metadata {
 /// The FLV file header (video only) and the first PreviousTagSize (0).
 pub fn file_header() -> [u8; 13] {
     [b'F', b'L', b'V', 1, 0x01, 0, 0, 0, 9, 0, 0, 0, 0]
+}
+
+/// The FLV file header announcing video and audio.
+pub fn file_header_with_audio() -> [u8; 13] {
+    let mut h = file_header();
+    h[4] |= 0x04;
+    h
 }
 
 /// Appends one tag: header, body, and the PreviousTagSize after it.
@@ -444,6 +472,7 @@ mod tests {
             videodatarate: 1000,
             encoder: "edgestream test".into(),
             stream_name: Some("cam1".into()),
+            audio: false,
         }
     }
 
@@ -596,6 +625,22 @@ mod tests {
         assert_eq!(values[0], Value::str("@setDataFrame"));
         assert_eq!(values[1], Value::str("onMetaData"));
         assert_eq!(values[2].get("streamName"), None);
+    }
+
+    #[test]
+    fn metadata_announces_the_silent_track_only_when_there_is_one() {
+        let mut m = meta();
+        let values = amf0::decode_all(&m.script_body(false)).unwrap();
+        assert_eq!(values[1].get("audiocodecid"), None);
+        m.audio = true;
+        let values = amf0::decode_all(&m.script_body(false)).unwrap();
+        assert_eq!(values[1].get("audiocodecid"), Some(&Value::Number(10.0)));
+        assert_eq!(
+            values[1].get("audiosamplerate"),
+            Some(&Value::Number(44_100.0))
+        );
+        assert_eq!(values[1].get("stereo"), Some(&Value::Boolean(false)));
+        assert_eq!(file_header_with_audio()[4], 0x05);
     }
 
     #[test]

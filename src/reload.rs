@@ -12,7 +12,7 @@ use crate::config::{Cli, Config};
 use crate::fanout::Fanout;
 use crate::health::{Health, PushHealth};
 use crate::pipeline::{Ended, Handles, Pipeline};
-use crate::push::{PushTarget, Pushers};
+use crate::push::{PushOptions, PushTarget, Pushers, TlsSetupError};
 use crate::rtsp::ServerControl;
 use crate::stats::PipelineStats;
 
@@ -64,6 +64,8 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
     key!(pipeline, "camera-format", camera_format);
     key!(pipeline, "pace", pace);
     key!(pipeline, "frames", frames);
+    key!(pipeline, "source-format", source_format);
+    key!(pipeline, "source-stride", source_stride);
     key!(restart, "rtsp", rtsp);
     key!(restart, "rtsp-path", rtsp_path);
     key!(restart, "rtsp-udp-ports", rtsp_udp_ports);
@@ -74,6 +76,9 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
     key!(restart, "idle-timeout", idle_timeout);
     key!(restart, "led", led);
     key!(restart, "button", button);
+    key!(restart, "keyframe-burst", keyframe_burst);
+    key!(restart, "audio", audio);
+    key!(restart, "push-tls-ca", push_tls_ca);
     // Users read from the same file name may have changed inside it.
     if !p.live.contains(&"rtsp-user") && old.rtsp_users != new.rtsp_users {
         p.live.push("rtsp-user");
@@ -173,15 +178,20 @@ pub struct PushRun {
 }
 
 impl PushRun {
-    pub fn start(target: &PushTarget, fanout: &Arc<Fanout>, health: &Health) -> Self {
+    pub fn start(
+        target: &PushTarget,
+        options: &PushOptions,
+        fanout: &Arc<Fanout>,
+        health: &Health,
+    ) -> Result<Self, TlsSetupError> {
         let before = health.pushes().len();
-        let pushers = Pushers::start(std::slice::from_ref(target), fanout, health);
-        Self {
+        let pushers = Pushers::start(std::slice::from_ref(target), options, fanout, health)?;
+        Ok(Self {
             url: target.url.clone(),
             name: target.display_name(),
             pushers,
             health: health.pushes().get(before).cloned(),
-        }
+        })
     }
 }
 
@@ -231,8 +241,11 @@ impl Reload<'_> {
             match PushTarget::parse(url) {
                 Ok(t) => {
                     log::info!("push {}: added to the configuration", t.display_name());
-                    self.pushers
-                        .push(PushRun::start(&t, self.fanout, self.health));
+                    let options = crate::app::push_options(new);
+                    match PushRun::start(&t, &options, self.fanout, self.health) {
+                        Ok(run) => self.pushers.push(run),
+                        Err(e) => log::error!("SIGHUP: push {}: {e}", t.display_name()),
+                    }
                 }
                 Err(e) => log::error!("SIGHUP: --push: {e}"),
             }

@@ -10,10 +10,13 @@
 //! reading what the server says, and retrying.
 
 pub mod backoff;
+mod conn;
+pub mod publisher;
 pub mod target;
+pub mod tls;
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown as NetShutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,12 +25,17 @@ use std::time::{Duration, Instant};
 use smol::{Async, Task, Timer};
 
 use crate::fanout::{Fanout, Subscription};
-use crate::flv::{self, Metadata, Skipped, VideoTagger};
+use crate::flv::audio::{AudioTag, SilentTrack};
+use crate::flv::{self, Skipped, VideoTagger};
 use crate::health::{Health, PushHealth};
 use crate::media::{EncodedFrame, StreamInfo};
-use crate::rtmp::{Event, PublishSession, SessionError, handshake};
-use backoff::{Backoff, ChangeLog, Note};
+use crate::rtmp::{SessionError, handshake};
+use backoff::{Note, Reconnect};
+use conn::{Conn, read_loop};
+use publisher::{FlvPublisher, Publisher, RtmpPublisher};
 pub use target::{Protocol, PushTarget, TargetError};
+pub use tls::TlsSetupError;
+use tls::{Tls, TlsError};
 
 /// Frames queued per target before it starts losing them (to the next
 /// keyframe). About a second at 30 fps.
@@ -80,6 +88,7 @@ pub enum PushError {
         during: &'static str,
     },
     Rtmp(SessionError),
+    Tls(TlsError),
 }
 
 impl fmt::Display for PushError {
@@ -97,11 +106,51 @@ impl fmt::Display for PushError {
             Self::Io { what, error } => write!(f, "{what}: {}", io_text(error)),
             Self::Closed { during } => write!(f, "the server closed the connection {during}"),
             Self::Rtmp(e) => write!(f, "{e}"),
+            Self::Tls(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for PushError {}
+impl std::error::Error for PushError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Resolve { error, .. } | Self::Connect { error, .. } | Self::Io { error, .. } => {
+                Some(error)
+            }
+            Self::Rtmp(e) => Some(e),
+            Self::Tls(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The audio track of push targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Audio {
+    /// Video only.
+    #[default]
+    Off,
+    /// AAC-LC mono silence beside the video.
+    Silent,
+}
+
+/// Settings shared by all targets.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// `push-tls-ca`: trust only these CAs for RTMPS.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// `audio`: a silent AAC track beside the video.
+    pub audio: Audio,
+}
+
+/// The tracks of one connection: video tags from frames, and the silent
+/// audio interleaved by timestamp.
+struct Tracks {
+    video: VideoTagger,
+    tags: Vec<flv::VideoTag>,
+    audio: Option<SilentTrack>,
+    audio_tags: Vec<AudioTag>,
+}
 
 /// Short, stable texts for common socket errors (no "os error N").
 fn io_text(e: &io::Error) -> String {
@@ -152,7 +201,19 @@ impl Pushers {
     /// Starts one task per target on the smol executor. Each subscribes to
     /// the fan-out here, before returning: call this before the encoder
     /// starts and the targets get the stream from its first keyframe.
-    pub fn start(targets: &[PushTarget], fanout: &Arc<Fanout>, health: &Health) -> Self {
+    pub fn start(
+        targets: &[PushTarget],
+        options: &PushOptions,
+        fanout: &Arc<Fanout>,
+        health: &Health,
+    ) -> Result<Self, TlsSetupError> {
+        let tls = if targets.iter().any(|t| t.tls) {
+            let (config, roots) = tls::client_config(options.tls_ca.as_deref())?;
+            log::info!("push: RTMPS certificates are verified against {roots}");
+            Some(config)
+        } else {
+            None
+        };
         let stop = Arc::new(StopSignal::default());
         let mut names: Vec<String> = Vec::new();
         let tasks = targets
@@ -172,11 +233,13 @@ impl Pushers {
                     name,
                     fanout: fanout.clone(),
                     stop: stop.clone(),
+                    tls: tls.clone().filter(|_| t.tls),
+                    audio: options.audio == Audio::Silent,
                 };
                 smol::spawn(link.run())
             })
             .collect();
-        Self { tasks, stop }
+        Ok(Self { tasks, stop })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -218,12 +281,15 @@ struct Link {
     fanout: Arc<Fanout>,
     health: Arc<PushHealth>,
     stop: Arc<StopSignal>,
+    /// RTMPS: the client configuration.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Send a silent audio track.
+    audio: bool,
 }
 
 /// Per-connection bookkeeping shared with [`Link::run`].
 struct Attempt {
     number: u64,
-    published_at: Option<Instant>,
     /// Video frames sent on this connection.
     frames: u64,
 }
@@ -231,9 +297,7 @@ struct Attempt {
 impl Link {
     async fn run(self) {
         let sub = &self.sub;
-        let mut backoff = Backoff::new();
-        let mut changes = ChangeLog::new();
-        let mut down_since: Option<Instant> = None;
+        let mut reconnect = Reconnect::new();
         for number in 0u64.. {
             if self.stop.is_set() {
                 return;
@@ -241,15 +305,8 @@ impl Link {
             self.health.set(false, "connecting");
             sub.stats().down.store(true, Ordering::Relaxed);
             log::debug!("push {}: connecting (attempt {})", self.name, number + 1);
-            let mut attempt = Attempt {
-                number,
-                published_at: None,
-                frames: 0,
-            };
-            let result = self
-                .connection(sub, &mut attempt, &mut changes, &mut down_since)
-                .await;
-            let published_for = attempt.published_at.map_or(Duration::ZERO, |t| t.elapsed());
+            let mut attempt = Attempt { number, frames: 0 };
+            let result = self.connection(sub, &mut attempt, &mut reconnect).await;
             let error = match result {
                 Ok(Ended::Stopped) => {
                     self.health.set(false, "stopped");
@@ -266,31 +323,34 @@ impl Link {
                 self.health.set(false, "stopped");
                 return;
             }
-            let delay = backoff.next_delay(published_for, fastrand::f64());
-            let secs = delay.as_secs_f64().round().max(1.0);
+            let retry = reconnect.failed(Instant::now(), &error, fastrand::f64());
+            let delay = retry.delay;
+            let secs = delay.as_secs_f64();
             self.health
-                .set(false, format!("retry in {secs:.0} s: {error}"));
-            match changes.failed(&error) {
-                Note::Quiet => {}
-                Note::Failed { lost: true } => {
-                    down_since = Some(Instant::now());
-                    log::warn!(
-                        "push {}: lost after {:.0} s of publishing ({} frames): {error}; retrying in {secs:.0} s, backing off to {} s",
-                        self.name,
-                        published_for.as_secs_f64(),
-                        attempt.frames,
-                        backoff::MAX_DELAY.as_secs()
-                    );
-                }
-                Note::Failed { lost: false } => {
-                    down_since.get_or_insert_with(Instant::now);
-                    log::warn!(
-                        "push {}: {error}; retrying in {secs:.0} s, backing off to {} s (logged again when the error changes)",
-                        self.name,
-                        backoff::MAX_DELAY.as_secs()
-                    );
-                }
-                Note::Publishing { .. } => {}
+                .set(false, format!("retry in {secs:.1} s: {error}"));
+            let pace = if reconnect.is_backing_off() {
+                format!("backing off toward {} s", backoff::MAX_DELAY.as_secs())
+            } else {
+                format!("retrying at most {} s apart", backoff::FAST_MAX.as_secs())
+            };
+            match retry.note {
+                Note::Quiet | Note::Publishing { .. } => {}
+                Note::Lost { published_for } => log::warn!(
+                    "push {}: lost after {:.0} s of publishing ({} frames): {error}; retrying in {secs:.1} s, {pace}",
+                    self.name,
+                    published_for.as_secs_f64(),
+                    attempt.frames,
+                ),
+                Note::Failed => log::warn!(
+                    "push {}: {error}; retrying in {secs:.1} s, {pace} (logged again when the error changes)",
+                    self.name,
+                ),
+                Note::BackingOff { down_for } => log::warn!(
+                    "push {}: still failing after {:.0} s ({error}); backing off toward {} s",
+                    self.name,
+                    down_for.as_secs_f64(),
+                    backoff::MAX_DELAY.as_secs()
+                ),
             }
             smol::future::or(Timer::after(delay), async {
                 self.stop.wait().await;
@@ -300,14 +360,25 @@ impl Link {
         }
     }
 
+    /// The protocol side of a new connection.
+    fn publisher(&self) -> Box<dyn Publisher> {
+        match &self.target.protocol {
+            Protocol::Rtmp(params) => {
+                let mut random = [0u8; handshake::PACKET_SIZE - 8];
+                random.iter_mut().for_each(|b| *b = fastrand::u8(..));
+                Box::new(RtmpPublisher::new(params.clone(), &random, self.audio))
+            }
+            Protocol::Flv { stream_name } => Box::new(FlvPublisher::new(stream_name, self.audio)),
+        }
+    }
+
     /// One connection: resolve, connect, set up, publish until an error or
     /// the stop signal.
     async fn connection(
         &self,
         sub: &Subscription,
         attempt: &mut Attempt,
-        changes: &mut ChangeLog,
-        down_since: &mut Option<Instant>,
+        reconnect: &mut Reconnect,
     ) -> Result<Ended, PushError> {
         let info = loop {
             if let Some(info) = self.fanout.wait_stream_info(Duration::from_secs(1)).await {
@@ -324,49 +395,33 @@ impl Link {
         let stream = Arc::new(stream);
         let (tx, rx) = smol::channel::bounded::<io::Result<Vec<u8>>>(4);
         let _reader = smol::spawn(read_loop(stream.clone(), tx));
+        let tls = match &self.tls {
+            Some(config) => {
+                Some(Tls::new(config.clone(), &self.target.host).map_err(PushError::Tls)?)
+            }
+            None => None,
+        };
         let mut conn = Conn {
             stream,
             rx,
-            session: None,
+            publisher: self.publisher(),
+            tls,
         };
-
-        let setup = async {
-            match &self.target.protocol {
-                Protocol::Rtmp(params) => {
-                    let mut random = [0u8; handshake::PACKET_SIZE - 8];
-                    random.iter_mut().for_each(|b| *b = fastrand::u8(..));
-                    conn.session = Some(PublishSession::new(params.clone(), &random));
-                    conn.rtmp_setup(&self.name).await
-                }
-                Protocol::Flv { stream_name } => {
-                    let mut out = flv::file_header().to_vec();
-                    let meta = Metadata::from_info(&info, Some(stream_name));
-                    flv::write_tag(&mut out, flv::TAG_SCRIPT, 0, &meta.script_body(false));
-                    conn.write(&out, "sending the FLV header").await
-                }
-            }
-        };
-        match stoppable(&self.stop, timeout(SETUP_TIMEOUT, setup)).await {
+        let setup_name = conn.publisher.setup_name();
+        match stoppable(&self.stop, timeout(SETUP_TIMEOUT, conn.setup(&self.name))).await {
             None => return Ok(Ended::Stopped),
             Some(None) => {
                 return Err(PushError::Deadline {
-                    what: match self.target.protocol {
-                        Protocol::Rtmp(_) => "RTMP handshake and publish",
-                        Protocol::Flv { .. } => "sending the FLV header",
-                    },
+                    what: setup_name,
                     limit: SETUP_TIMEOUT,
                 });
             }
             Some(Some(r)) => r?,
         }
-        if conn.session.is_some() {
-            let meta = Metadata::from_info(&info, None);
-            conn.send_rtmp(
-                |s| s.send_metadata(&meta.script_body(true)),
-                "sending metadata",
-            )
-            .await?;
-        }
+        conn.publisher
+            .send_metadata(&info)
+            .map_err(PushError::Rtmp)?;
+        conn.flush("sending metadata").await?;
 
         // Publishing. A fresh queue on the very first attempt is kept (it
         // starts at a keyframe and holds the stream from the start);
@@ -374,23 +429,26 @@ impl Link {
         if attempt.number > 0 || sub.queued() > QUEUE_FRAMES / 2 {
             sub.resync();
         }
-        attempt.published_at = Some(Instant::now());
         self.health.set(true, "publishing");
         sub.stats().down.store(false, Ordering::Relaxed);
-        if let Note::Publishing { failures } = changes.published() {
-            match down_since.take() {
-                Some(since) if failures > 0 => log::info!(
-                    "push {}: publishing again after {failures} failed attempt{} ({:.0} s down)",
-                    self.name,
-                    if failures == 1 { "" } else { "s" },
-                    since.elapsed().as_secs_f64()
-                ),
-                _ => log::info!("push {}: publishing", self.name),
-            }
+        match reconnect.published(Instant::now()) {
+            Note::Publishing {
+                failures,
+                down_for: Some(down),
+            } if failures > 0 => log::info!(
+                "push {}: publishing again after {failures} failed attempt{} ({:.1} s down)",
+                self.name,
+                if failures == 1 { "" } else { "s" },
+                down.as_secs_f64()
+            ),
+            _ => log::info!("push {}: publishing", self.name),
         }
-        let mut tagger = VideoTagger::new();
-        let mut tags = Vec::new();
-        let mut out = Vec::new();
+        let mut tracks = Tracks {
+            video: VideoTagger::new(),
+            tags: Vec::new(),
+            audio: self.audio.then(SilentTrack::new),
+            audio_tags: Vec::new(),
+        };
         enum Wake {
             Frame(Option<Arc<EncodedFrame>>),
             Input(Result<io::Result<Vec<u8>>, smol::channel::RecvError>),
@@ -409,29 +467,32 @@ impl Link {
                 Wake::Frame(None) => return Ok(Ended::Stopped),
                 Wake::Frame(Some(frame)) => {
                     if self
-                        .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags, &mut out)
+                        .send_frame(&mut conn, &frame, &info, &mut tracks)
                         .await?
                     {
                         attempt.frames += 1;
                     }
                 }
-                Wake::Input(input) => conn.handle_input(input, "while publishing", &self.name)?,
+                Wake::Input(input) => {
+                    conn.handle_input(input, "while publishing", &self.name)
+                        .await?
+                }
                 Wake::Stop => {
                     // Send what is queued (the stop grace bounds this), then
                     // say goodbye.
                     while let Some(frame) = sub.try_recv() {
                         if self
-                            .send_frame(&mut conn, &frame, &info, &mut tagger, &mut tags, &mut out)
+                            .send_frame(&mut conn, &frame, &info, &mut tracks)
                             .await?
                         {
                             attempt.frames += 1;
                         }
                     }
-                    if let Some(s) = &mut conn.session {
-                        s.close();
-                        let bytes = s.take_output();
-                        conn.write(&bytes, "sending FCUnpublish and deleteStream")
-                            .await?;
+                    conn.publisher.close();
+                    conn.flush("sending FCUnpublish and deleteStream").await?;
+                    if let Some(tls) = &mut conn.tls {
+                        tls.close();
+                        conn.send_records("sending TLS close_notify").await?;
                     }
                     let _ = conn.stream.get_ref().shutdown(NetShutdown::Write);
                     return Ok(Ended::Stopped);
@@ -445,12 +506,11 @@ impl Link {
         conn: &mut Conn,
         frame: &EncodedFrame,
         info: &StreamInfo,
-        tagger: &mut VideoTagger,
-        tags: &mut Vec<flv::VideoTag>,
-        out: &mut Vec<u8>,
+        tracks: &mut Tracks,
     ) -> Result<bool, PushError> {
+        let tags = &mut tracks.tags;
         tags.clear();
-        match tagger.push(frame, &info.params, tags) {
+        match tracks.video.push(frame, &info.params, tags) {
             Ok(()) => {}
             Err(Skipped::WaitingForKeyframe) => return Ok(false),
             Err(e @ Skipped::TooLarge { .. }) => {
@@ -458,22 +518,24 @@ impl Link {
                 return Ok(false);
             }
         }
-        out.clear();
-        match &mut conn.session {
-            Some(s) => {
-                for t in tags.iter() {
-                    s.send_video(t.timestamp, &t.body)
-                        .map_err(PushError::Rtmp)?;
+        let p = &mut conn.publisher;
+        for t in tags.iter() {
+            // Sequence headers first, then the audio due by this frame, then
+            // the frame: both timelines move forward together.
+            if !t.sequence_header {
+                if let Some(audio) = &mut tracks.audio {
+                    tracks.audio_tags.clear();
+                    audio.until(t.timestamp, &mut tracks.audio_tags);
+                    for a in &tracks.audio_tags {
+                        p.send_audio(a.timestamp, &a.body)
+                            .map_err(PushError::Rtmp)?;
+                    }
                 }
-                out.extend_from_slice(&s.take_output());
             }
-            None => {
-                for t in tags.iter() {
-                    flv::write_tag(out, flv::TAG_VIDEO, t.timestamp, &t.body);
-                }
-            }
+            p.send_video(t.timestamp, &t.body)
+                .map_err(PushError::Rtmp)?;
         }
-        conn.write(out, "sending video").await?;
+        conn.flush("sending video").await?;
         Ok(true)
     }
 
@@ -531,123 +593,4 @@ async fn stoppable<T>(stop: &StopSignal, f: impl Future<Output = T>) -> Option<T
         None
     })
     .await
-}
-
-/// Reads what the server sends and passes it on; the channel closes at the
-/// end of the stream (bounded: the reader waits when the channel is full).
-async fn read_loop(stream: Arc<Async<TcpStream>>, tx: smol::channel::Sender<io::Result<Vec<u8>>>) {
-    let mut buf = vec![0u8; READ_SIZE];
-    loop {
-        let r = stream.read_with(|s| (&*s).read(&mut buf)).await;
-        let item = match r {
-            Ok(0) => return,
-            Ok(n) => Ok(buf[..n].to_vec()),
-            Err(e) => Err(e),
-        };
-        let failed = item.is_err();
-        if tx.send(item).await.is_err() || failed {
-            return;
-        }
-    }
-}
-
-/// One open connection.
-struct Conn {
-    stream: Arc<Async<TcpStream>>,
-    rx: smol::channel::Receiver<io::Result<Vec<u8>>>,
-    session: Option<PublishSession>,
-}
-
-impl Conn {
-    /// Writes everything; fails if a write makes no progress for
-    /// [`WRITE_TIMEOUT`].
-    async fn write(&self, mut bytes: &[u8], what: &'static str) -> Result<(), PushError> {
-        while !bytes.is_empty() {
-            let n = timeout(
-                WRITE_TIMEOUT,
-                self.stream.write_with(|s| (&*s).write(bytes)),
-            )
-            .await
-            .ok_or(PushError::Timeout {
-                what,
-                limit: WRITE_TIMEOUT,
-            })?
-            .map_err(|error| PushError::Io { what, error })?;
-            if n == 0 {
-                return Err(PushError::Closed { during: what });
-            }
-            bytes = &bytes[n..];
-        }
-        Ok(())
-    }
-
-    async fn send_rtmp(
-        &mut self,
-        f: impl FnOnce(&mut PublishSession) -> Result<(), SessionError>,
-        what: &'static str,
-    ) -> Result<(), PushError> {
-        let Some(s) = &mut self.session else {
-            return Ok(());
-        };
-        f(s).map_err(PushError::Rtmp)?;
-        let bytes = s.take_output();
-        self.write(&bytes, what).await
-    }
-
-    /// Handles bytes from the server (or its end).
-    fn handle_input(
-        &mut self,
-        input: Result<io::Result<Vec<u8>>, smol::channel::RecvError>,
-        during: &'static str,
-        name: &str,
-    ) -> Result<(), PushError> {
-        let bytes = match input {
-            Err(_) => return Err(PushError::Closed { during }),
-            Ok(Err(error)) => {
-                return Err(PushError::Io {
-                    what: "reading",
-                    error,
-                });
-            }
-            Ok(Ok(bytes)) => bytes,
-        };
-        if let Some(s) = &mut self.session {
-            s.handle_input(&bytes).map_err(PushError::Rtmp)?;
-            while let Some(e) = s.poll_event() {
-                match e {
-                    Event::Connected => log::debug!("push {name}: RTMP connect accepted"),
-                    Event::PublishStarted => log::debug!("push {name}: NetStream.Publish.Start"),
-                    Event::Status { code, description } => {
-                        log::info!("push {name}: server status {code} {description}")
-                    }
-                }
-            }
-        }
-        // A raw FLV server has nothing to say; whatever it sends is ignored.
-        Ok(())
-    }
-
-    /// Handshake, connect and publish, until `NetStream.Publish.Start`.
-    async fn rtmp_setup(&mut self, name: &str) -> Result<(), PushError> {
-        loop {
-            let Some(s) = &mut self.session else {
-                return Ok(());
-            };
-            let phase = s.phase();
-            if s.has_output() {
-                let bytes = s.take_output();
-                self.write(&bytes, "RTMP handshake").await?;
-            }
-            if phase == crate::rtmp::Phase::Published {
-                return Ok(());
-            }
-            let during = match phase {
-                crate::rtmp::Phase::Handshake => "during the RTMP handshake",
-                crate::rtmp::Phase::Connecting => "after RTMP connect",
-                _ => "before publishing started",
-            };
-            let input = self.rx.recv().await;
-            self.handle_input(input, during, name)?;
-        }
-    }
 }

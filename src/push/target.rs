@@ -1,4 +1,4 @@
-//! Push target URLs: `rtmp://host[:port]/app[/instance]/stream[?query]` and
+//! Push target URLs: `rtmp[s]://host[:port]/app[/instance]/stream[?query]` and
 //! `tcp://host:port/name`, parsed once at startup with messages that say
 //! what to write instead.
 
@@ -8,6 +8,8 @@ use crate::rtmp::PublishParams;
 
 /// RTMP's registered port.
 pub const RTMP_PORT: u16 = 1935;
+/// RTMPS's usual port (YouTube, Facebook, Twitch ingest).
+pub const RTMPS_PORT: u16 = 443;
 
 /// What kind of server a target is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub struct PushTarget {
     pub host: String,
     pub port: u16,
     pub protocol: Protocol,
+    /// `rtmps://`: RTMP inside TLS.
+    pub tls: bool,
 }
 
 /// Why a URL is not a push target.
@@ -41,7 +45,8 @@ impl fmt::Display for TargetError {
 
 impl std::error::Error for TargetError {}
 
-const FORMS: &str = "use rtmp://host[:port]/app/stream or tcp://host:port/name";
+const FORMS: &str =
+    "use rtmp://host[:port]/app/stream, rtmps://host[:port]/app/stream or tcp://host:port/name";
 
 impl PushTarget {
     pub fn parse(url: &str) -> Result<Self, TargetError> {
@@ -51,20 +56,21 @@ impl PushTarget {
             return err(format!("{url:?} is not a URL; {FORMS}"));
         };
         let scheme = scheme.to_ascii_lowercase();
-        if !matches!(scheme.as_str(), "rtmp" | "tcp") {
+        if !matches!(scheme.as_str(), "rtmp" | "rtmps" | "tcp") {
             let hint = match scheme.as_str() {
-                "rtmps" => "; RTMPS (TLS) is not supported yet",
-                "srt" | "http" | "https" => "; only RTMP and raw FLV over TCP are supported",
+                "tcps" => "; for TLS use rtmps://",
+                "srt" | "http" | "https" => "; only RTMP, RTMPS and raw FLV over TCP are supported",
                 _ => "",
             };
             return err(format!(
-                "{url:?}: scheme {scheme}:// is not supported; use rtmp:// or tcp://{hint}"
+                "{url:?}: scheme {scheme}:// is not supported; use rtmp://, rtmps:// or tcp://{hint}"
             ));
         }
-        let example = if scheme == "rtmp" {
-            "rtmp://server/live/cam1"
-        } else {
-            "tcp://server:6666/cam1"
+        let tls = scheme == "rtmps";
+        let example = match scheme.as_str() {
+            "rtmp" => "rtmp://server/live/cam1",
+            "rtmps" => "rtmps://server/live/cam1",
+            _ => "tcp://server:6666/cam1",
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.contains('@') {
@@ -96,7 +102,7 @@ impl PushTarget {
                 "{url:?}: the path has spaces or control characters"
             ));
         }
-        let (protocol, port) = if scheme == "rtmp" {
+        let (protocol, port) = if scheme != "tcp" {
             let (app_path, query) = match path.split_once('?') {
                 Some((p, q)) => (p, Some(q)),
                 None => (path, None),
@@ -113,17 +119,18 @@ impl PushTarget {
                     "{url:?} needs an application and a stream name, e.g. {example}"
                 ));
             }
-            let port = port.unwrap_or(RTMP_PORT);
+            let default_port = if tls { RTMPS_PORT } else { RTMP_PORT };
+            let port = port.unwrap_or(default_port);
             let tc_host = if host.contains(':') {
                 format!("[{host}]")
             } else {
                 host.to_string()
             };
             let tc_url =
-                if port == RTMP_PORT && !authority.contains(']') && !authority.contains(':') {
-                    format!("rtmp://{tc_host}/{app}")
+                if port == default_port && !authority.contains(']') && !authority.contains(':') {
+                    format!("{scheme}://{tc_host}/{app}")
                 } else {
-                    format!("rtmp://{tc_host}:{port}/{app}")
+                    format!("{scheme}://{tc_host}:{port}/{app}")
                 };
             let stream = match query {
                 Some(q) => format!("{stream}?{q}"),
@@ -159,6 +166,7 @@ impl PushTarget {
             host: host.to_string(),
             port,
             protocol,
+            tls,
         })
     }
 
@@ -175,12 +183,21 @@ impl PushTarget {
         };
         match &self.protocol {
             Protocol::Rtmp(p) => {
-                let port = if self.port == RTMP_PORT {
+                let (scheme, default_port) = if self.tls {
+                    ("rtmps", RTMPS_PORT)
+                } else {
+                    ("rtmp", RTMP_PORT)
+                };
+                let port = if self.port == default_port {
                     String::new()
                 } else {
                     format!(":{}", self.port)
                 };
-                format!("rtmp://{host}{port}/{}/{}", p.app, mask_stream(&p.stream))
+                format!(
+                    "{scheme}://{host}{port}/{}/{}",
+                    p.app,
+                    mask_stream(&p.stream)
+                )
             }
             Protocol::Flv { stream_name } => {
                 format!("tcp://{host}:{}/{stream_name}", self.port)
@@ -295,7 +312,18 @@ mod tests {
             e("server/live/x")
         );
         assert!(e("http://x/y").contains("not supported"));
-        assert!(e("rtmps://x/live/y").contains("RTMPS"));
+        let t = PushTarget::parse("rtmps://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop").unwrap();
+        assert!(t.tls);
+        assert_eq!(t.port, RTMPS_PORT);
+        assert_eq!(t.display_name(), "rtmps://a.rtmp.youtube.com/live2/****");
+        let Protocol::Rtmp(p) = &t.protocol else {
+            panic!("not RTMP")
+        };
+        assert_eq!(p.tc_url, "rtmps://a.rtmp.youtube.com/live2");
+        let t = PushTarget::parse("rtmps://127.0.0.1:19350/live/cam1").unwrap();
+        assert_eq!(t.display_name(), "rtmps://127.0.0.1:19350/live/cam1");
+        assert!(!PushTarget::parse("rtmp://x/live/y").unwrap().tls);
+        assert!(e("tcps://x:1/y").contains("rtmps://"));
         assert!(e("rtmp://server").contains("stream name"));
         assert!(e("rtmp://server/live").contains("application and a stream name"));
         assert!(e("rtmp://server/live/").contains("application and a stream name"));

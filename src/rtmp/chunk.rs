@@ -147,9 +147,6 @@ pub enum ChunkError {
     MessageTooLarge { csid: u32, len: usize, limit: usize },
     /// More chunk streams in use than the limit.
     TooManyChunkStreams { limit: usize },
-    /// A compressed header (type 1, 2 or 3) on a chunk stream with no
-    /// previous message.
-    NoPreviousHeader { csid: u32, fmt: u8 },
     /// A Set Chunk Size of 0 or above 2^31-1.
     BadChunkSize(u32),
 }
@@ -164,10 +161,6 @@ impl fmt::Display for ChunkError {
             Self::TooManyChunkStreams { limit } => {
                 write!(f, "more than {limit} chunk streams in use")
             }
-            Self::NoPreviousHeader { csid, fmt } => write!(
-                f,
-                "a type-{fmt} chunk header on chunk stream {csid}, which has no previous message"
-            ),
             Self::BadChunkSize(n) => write!(f, "chunk size {n} is outside 1 to 2147483647"),
         }
     }
@@ -184,9 +177,9 @@ struct StreamState {
     type_id: u8,
     stream_id: u32,
     extended: bool,
+    /// The last extended timestamp field read on this stream.
+    ext_value: u32,
     partial: Vec<u8>,
-    /// A header has been seen on this stream.
-    known: bool,
 }
 
 /// Puts incoming chunks back together into messages.
@@ -274,9 +267,9 @@ impl ChunkReader {
         let index = match self.streams.iter().position(|s| s.csid == csid) {
             Some(i) => i,
             None => {
-                if fmt != 0 {
-                    return Err(ChunkError::NoPreviousHeader { csid, fmt });
-                }
+                // Lenient like ffmpeg's rtmppkt and librtmp: a first chunk
+                // with a compressed header (type 1, 2 or 3) takes the fields
+                // it lacks as zero. Still counted against the limit.
                 if self.streams.len() >= self.limits.max_chunk_streams {
                     return Err(ChunkError::TooManyChunkStreams {
                         limit: self.limits.max_chunk_streams,
@@ -290,9 +283,6 @@ impl ChunkReader {
             }
         };
         let prev = &self.streams[index];
-        if fmt != 0 && !prev.known {
-            return Err(ChunkError::NoPreviousHeader { csid, fmt });
-        }
         let mut st = StreamState {
             partial: Vec::new(),
             ..prev.clone()
@@ -314,8 +304,16 @@ impl ChunkReader {
             let Some(x) = b.get(pos..pos + 4) else {
                 return Ok(None);
             };
-            ts_value = u32::from_be_bytes([x[0], x[1], x[2], x[3]]);
-            pos += 4;
+            let value = u32::from_be_bytes([x[0], x[1], x[2], x[3]]);
+            // Type-3 chunks after an extended timestamp carry it again
+            // (§5.3.1.3, ffmpeg, librtmp) or not (some servers): taken
+            // either way, as SRS does, by whether the next four bytes
+            // repeat the last extended timestamp.
+            if fmt < 3 || value == st.ext_value {
+                ts_value = value;
+                st.ext_value = value;
+                pos += 4;
+            }
         }
         if st.length > self.limits.max_message {
             return Err(ChunkError::MessageTooLarge {
@@ -346,7 +344,6 @@ impl ChunkReader {
                 _ => st.timestamp = st.timestamp.wrapping_add(st.delta),
             }
         }
-        st.known = true;
         let payload = b[pos..pos + take].to_vec();
         let consumed = pos + take;
         let stream = &mut self.streams[index];
@@ -539,10 +536,6 @@ mod tests {
         );
 
         let mut r = ChunkReader::new(Limits::default());
-        r.push(&[0xc5, 1, 2]);
-        let e = r.next_message().unwrap_err();
-        assert_eq!(e, ChunkError::NoPreviousHeader { csid: 5, fmt: 3 });
-        assert!(e.to_string().contains("chunk stream 5"));
         assert!(r.set_chunk_size(0).is_err());
         assert!(r.set_chunk_size(0x8000_0000).is_err());
     }
@@ -561,5 +554,91 @@ mod tests {
         r.push(&out);
         let m = r.next_message().unwrap().unwrap();
         assert_eq!((m.timestamp, m.payload), (33, vec![6; 10]));
+    }
+
+    #[test]
+    fn a_first_compressed_header_takes_missing_fields_as_zero() {
+        // Type 1 on a new chunk stream (the independent server of issue
+        // 11): stream id 0, timestamp 0 + delta.
+        let mut r = ChunkReader::new(Limits::default());
+        r.push(&[0x43, 0, 0, 7, 0, 0, 2, 20, 0xaa, 0xbb]);
+        let m = r.next_message().unwrap().unwrap();
+        assert_eq!(
+            (m.csid, m.timestamp, m.type_id, m.stream_id, m.payload),
+            (3, 7, 20, 0, vec![0xaa, 0xbb])
+        );
+        // Type 2 and type 3 first: length 0 and type 0, an empty message
+        // the session skips; the bytes after are read as the next chunk.
+        let mut r = ChunkReader::new(Limits::default());
+        r.push(&[
+            0x84, 0, 0, 9, 0xc5, 0x06, 0, 0, 0, 0, 0, 1, 20, 0, 0, 0, 0, 0x55,
+        ]);
+        let got: Vec<_> = std::iter::from_fn(|| r.next_message().unwrap())
+            .map(|m| (m.csid, m.timestamp, m.type_id, m.payload.len()))
+            .collect();
+        assert_eq!(got, vec![(4, 9, 0, 0), (5, 0, 0, 0), (6, 0, 20, 1)]);
+        // Still bounded: each new chunk stream counts.
+        let mut r = ChunkReader::new(Limits {
+            max_message: 100,
+            max_chunk_streams: 2,
+        });
+        r.push(&[0xc3, 0xc4, 0xc5]);
+        assert!(r.next_message().unwrap().is_some());
+        assert!(r.next_message().unwrap().is_some());
+        assert_eq!(
+            r.next_message().unwrap_err(),
+            ChunkError::TooManyChunkStreams { limit: 2 }
+        );
+    }
+
+    /// A 200-byte message at chunk size 128 with an extended timestamp,
+    /// its type-3 continuation with or without the 4-byte field.
+    fn extended(repeat: bool) -> Vec<u8> {
+        let mut b = vec![0x04, 0xff, 0xff, 0xff, 0, 0, 200, 9, 1, 0, 0, 0];
+        b.extend_from_slice(&0x0100_0000u32.to_be_bytes());
+        b.extend_from_slice(&[1; 128]);
+        b.push(0xc4);
+        if repeat {
+            b.extend_from_slice(&0x0100_0000u32.to_be_bytes());
+        }
+        b.extend_from_slice(&[2; 72]);
+        b
+    }
+
+    #[test]
+    fn extended_timestamps_in_type_3_chunks_either_way() {
+        for repeat in [true, false] {
+            let bytes = extended(repeat);
+            // Whole, and a byte at a time.
+            for step in [bytes.len(), 1] {
+                let mut r = ChunkReader::new(Limits::default());
+                let mut got = Vec::new();
+                for piece in bytes.chunks(step) {
+                    r.push(piece);
+                    while let Some(m) = r.next_message().unwrap() {
+                        got.push(m);
+                    }
+                }
+                assert_eq!(got.len(), 1, "repeat {repeat}, step {step}");
+                let m = &got[0];
+                assert_eq!(m.timestamp, 0x0100_0000);
+                assert_eq!(m.payload.len(), 200);
+                assert_eq!(&m.payload[..128], &[1; 128][..]);
+                assert_eq!(&m.payload[128..], &[2; 72][..], "repeat {repeat}");
+                assert_eq!(r.buffered(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_message_types_come_through_for_the_session_to_skip() {
+        let w = ChunkWriter::default();
+        let mut out = Vec::new();
+        w.write(3, 0x33, 0, 0, &[1, 2, 3], &mut out);
+        w.write(3, 20, 0, 0, &[4], &mut out);
+        let mut r = ChunkReader::new(Limits::default());
+        r.push(&out);
+        assert_eq!(r.next_message().unwrap().unwrap().type_id, 0x33);
+        assert_eq!(r.next_message().unwrap().unwrap().payload, vec![4]);
     }
 }

@@ -34,6 +34,7 @@ mod csid {
     pub const CONTROL: u32 = 2;
     pub const COMMAND: u32 = 3;
     pub const DATA: u32 = 4;
+    pub const AUDIO: u32 = 5;
     pub const VIDEO: u32 = 6;
     pub const STREAM_COMMAND: u32 = 8;
 }
@@ -331,8 +332,14 @@ impl PublishSession {
     fn handle_command(&mut self, values: Vec<Value>) -> Result<(), SessionError> {
         let name = values.first().and_then(Value::as_str).unwrap_or_default();
         let txn = values.get(1).and_then(Value::as_f64).unwrap_or(0.0);
-        // The information object: the 4th value of _result/_error/onStatus.
-        let info = values.get(3);
+        // The information object: the 4th value of _result/_error/onStatus
+        // (after the transaction id and a null), or, from servers that leave
+        // the null out, the first object with a code after the name.
+        let info = values
+            .get(3)
+            .filter(|v| v.get_str("code").is_some())
+            .or_else(|| values.iter().skip(1).find(|v| v.get_str("code").is_some()))
+            .or(values.get(3));
         let code = info
             .and_then(|i| i.get_str("code"))
             .unwrap_or_default()
@@ -414,18 +421,27 @@ impl PublishSession {
             "_error" if txn == self.publish_txn && self.phase == Phase::Publishing => {
                 return Err(rejected("publish", code, description));
             }
+            // A few servers answer publish with a _result rather than (or
+            // before) onStatus NetStream.Publish.Start.
+            "_result"
+                if txn == self.publish_txn
+                    && self.phase == Phase::Publishing
+                    && !is_refusal(info, &code) =>
+            {
+                self.phase = Phase::Published;
+                self.events.push_back(Event::PublishStarted);
+            }
             "onStatus" => {
-                let level = info.and_then(|i| i.get_str("level")).unwrap_or_default();
-                if code == "NetStream.Publish.Start" && self.phase == Phase::Publishing {
+                if is_publish_start(&code) && self.phase == Phase::Publishing {
                     self.phase = Phase::Published;
                     self.events.push_back(Event::PublishStarted);
-                } else if level == "error"
-                    || code.starts_with("NetStream.Publish.BadName")
-                    || code.ends_with(".Failed")
-                    || code.ends_with(".Rejected")
-                    || code.ends_with(".Denied")
-                {
-                    return Err(rejected("publish", code, description));
+                } else if is_refusal(info, &code) {
+                    let step = match self.phase {
+                        Phase::Connecting => "connect",
+                        Phase::CreatingStream => "createStream",
+                        _ => "publish",
+                    };
+                    return Err(rejected(step, code, description));
                 } else {
                     self.events.push_back(Event::Status { code, description });
                 }
@@ -475,6 +491,22 @@ impl PublishSession {
         Ok(())
     }
 
+    /// Sends one audio message (an FLV audio tag body).
+    pub fn send_audio(&mut self, timestamp: u32, body: &[u8]) -> Result<(), SessionError> {
+        if self.phase != Phase::Published {
+            return Err(SessionError::NotPublishing);
+        }
+        self.writer.write(
+            csid::AUDIO,
+            msg_type::AUDIO,
+            self.stream_id,
+            timestamp,
+            body,
+            &mut self.out,
+        );
+        Ok(())
+    }
+
     /// Ends publishing politely: `FCUnpublish` and `deleteStream` if a
     /// stream was created. Output follows; nothing is accepted after.
     pub fn close(&mut self) {
@@ -505,6 +537,34 @@ impl PublishSession {
         }
         self.phase = Phase::Closed;
     }
+}
+
+/// `NetStream.Publish.Start` as nginx-rtmp, SRS, MediaMTX, Wowza and
+/// YouTube send it, in any case, and the `...Started` spelling.
+fn is_publish_start(code: &str) -> bool {
+    code.to_ascii_lowercase()
+        .starts_with("netstream.publish.start")
+}
+
+/// Whether an onStatus (or _result) says no: level `error`, or a code that
+/// refuses (`NetStream.Publish.BadName` from nginx-rtmp and Wowza,
+/// `...Denied`, `...Rejected`, `...Failed`, `...Unauthorized`,
+/// `NetConnection.Connect.Closed`).
+fn is_refusal(info: Option<&Value>, code: &str) -> bool {
+    let level = info.and_then(|i| i.get_str("level")).unwrap_or_default();
+    let code = code.to_ascii_lowercase();
+    level.eq_ignore_ascii_case("error")
+        || code.starts_with("netstream.publish.badname")
+        || code == "netconnection.connect.closed"
+        || [
+            ".failed",
+            ".rejected",
+            ".denied",
+            ".unauthorized",
+            ".badconnection",
+        ]
+        .iter()
+        .any(|s| code.ends_with(s))
 }
 
 fn be32(b: &[u8]) -> Option<u32> {

@@ -18,6 +18,8 @@ pub mod process;
 pub mod retina_client;
 #[allow(dead_code)]
 pub mod rtsp_client;
+#[allow(dead_code)]
+pub mod tls;
 
 #[allow(unused_imports)]
 pub use self::{ffmpeg::*, flv::*, nginx::*, process::*, retina_client::*, rtsp_client::*};
