@@ -18,6 +18,7 @@ pub mod fanout;
 pub mod flv;
 pub mod h264;
 pub mod health;
+pub mod http;
 pub mod logging;
 pub mod media;
 pub mod netif;
