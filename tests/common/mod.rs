@@ -875,3 +875,4 @@ pub fn check_flv(what: &str, bytes: &[u8]) -> Recording {
     rec.last_timestamp = last;
     rec
 }
+pub mod chromium;
