@@ -201,3 +201,193 @@ fn metrics_pass_promtool_and_status_has_the_documented_fields() {
     assert!(body.len() < 16 * 1024, "the page is {} bytes", body.len());
     assert_eq!(get(&http, "/nothing", None).0, 404);
 }
+
+/// With users, every endpoint answers 401 without credentials and 200 with
+/// them; public metrics stay open; Chromium plays the page with Digest.
+#[test]
+fn auth_on_every_endpoint_and_digest_in_chromium() {
+    let (es, http) = start(&[
+        "--size",
+        "160x120",
+        "--rtsp-user",
+        "viewer:s3cr3t",
+        "--rtsp-basic-auth",
+    ]);
+    let basic = "Basic dmlld2VyOnMzY3IzdA=="; // viewer:s3cr3t
+    for path in ["/", "/live.mp4", "/api/status", "/metrics", "/snapshot.jpg"] {
+        let (status, head, _) = get(&http, path, None);
+        assert_eq!(status, 401, "{path}");
+        assert!(
+            head.contains("WWW-Authenticate: Digest realm=\"edgestream\""),
+            "{head}"
+        );
+        assert_eq!(
+            get(&http, path, Some("Basic dmlld2VyOndyb25n")).0,
+            401,
+            "{path} wrong password"
+        );
+        if path != "/live.mp4" && path != "/snapshot.jpg" {
+            assert_eq!(get(&http, path, Some(basic)).0, 200, "{path}");
+        }
+    }
+    drop(es);
+    // Digest only (no Basic offered), as Chromium answers it.
+    let (es, http) = start(&["--size", "160x120", "--rtsp-user", "viewer:s3cr3t"]);
+    let reports = Reports::listen();
+    let page = format!("http://viewer:s3cr3t@{http}/?report={}", reports.url);
+    let _browser = Chromium::open(&page);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Some(r) = reports.next(Duration::from_secs(5)) {
+            if json_num(&r, "frames").unwrap_or(0.0) >= 30.0 {
+                return;
+            }
+            last = r;
+        }
+    }
+    panic!(
+        "the page did not play with Digest: {last}\n{}",
+        es.log_text()
+    );
+}
+
+/// `metrics-public` opens /metrics alone.
+#[test]
+fn public_metrics_leave_the_rest_closed() {
+    let (_es, http) = start(&[
+        "--size",
+        "160x120",
+        "--rtsp-user",
+        "viewer:x",
+        "--metrics-public",
+    ]);
+    assert_eq!(get(&http, "/metrics", None).0, 200);
+    assert_eq!(get(&http, "/api/status", None).0, 401);
+}
+
+/// Reads `/live.mp4` forever, counting bytes, until `stop`.
+fn reader(
+    http: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET /live.mp4 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = vec![0; 65536];
+        let mut total = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+        }
+        total
+    })
+}
+
+/// 16 browser viewers and 4 RTSP viewers at once from one encode; a viewer
+/// that never reads is dropped without hurting the others.
+#[test]
+fn many_viewers_one_encode_and_a_stalled_viewer_is_dropped() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (es, http) = start(&[
+        "--size",
+        "320x240",
+        "--bitrate",
+        "3000",
+        "--max-connections-per-ip",
+        "64",
+    ]);
+    let rtsp = format!("rtsp://{}/live", es.addr());
+    let mut ffmpegs: Vec<_> = (0..4)
+        .map(|_| {
+            common::tool("ffmpeg")
+                .args([
+                    "-v",
+                    "error",
+                    "-rtsp_transport",
+                    "tcp",
+                    "-i",
+                    &rtsp,
+                    "-f",
+                    "null",
+                    "-",
+                ])
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // The stalled viewer: a tiny receive window, and it never reads.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&http.parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    let mut stalled: TcpStream = sock.into();
+    write!(stalled, "GET /live.mp4 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..16)
+        .map(|_| reader(http.clone(), stop.clone()))
+        .collect();
+    let viewers = |json: &str| {
+        (
+            json_num(json, "rtsp").unwrap_or(-1.0) as i64,
+            json_num(json, "http").unwrap_or(-1.0) as i64,
+        )
+    };
+    let status = || String::from_utf8(get(&http, "/api/status", None).2).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut s = status();
+    while viewers(&s) != (4, 17) {
+        assert!(
+            Instant::now() < deadline,
+            "viewers never all connected: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        s = status();
+    }
+    let frames0 = json_num(&s, "encoded").unwrap();
+    let t0 = Instant::now();
+    // The stalled viewer goes within its write timeout plus its buffers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while viewers(&s) != (4, 16) {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled viewer was not dropped: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        s = status();
+    }
+    eprintln!(
+        "stalled viewer dropped after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let s = status();
+    let fps = (json_num(&s, "encoded").unwrap() - frames0) / t0.elapsed().as_secs_f64();
+    assert!(
+        fps > 27.0,
+        "encoding slowed to {fps:.1} fps with 20 viewers: {s}"
+    );
+    assert_eq!(viewers(&s), (4, 16), "{s}");
+    stop.store(true, Ordering::Relaxed);
+    let bytes: Vec<u64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "16 HTTP viewers: {:.0}..{:.0} kbit/s each; encoder at {fps:.1} fps",
+        *bytes.iter().min().unwrap() as f64 * 8.0 / 1000.0 / secs,
+        *bytes.iter().max().unwrap() as f64 * 8.0 / 1000.0 / secs
+    );
+    // Every reader got at least most of the stream (3000 kbit/s target).
+    let min = *bytes.iter().min().unwrap() as f64 * 8.0 / 1000.0 / secs;
+    assert!(min > 1000.0, "a healthy viewer got only {min:.0} kbit/s");
+    for f in &mut ffmpegs {
+        assert!(f.try_wait().unwrap().is_none(), "an RTSP viewer ended");
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    drop(stalled);
+}

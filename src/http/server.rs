@@ -372,6 +372,8 @@ async fn live(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
     let dropped = sub.stats().dropped.load(Ordering::Relaxed);
     shared.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
     log::debug!("http: /live.mp4 viewer ended after {sent} bytes, {dropped} frames dropped");
-    let _ = (&stream).write_all(b"0\r\n\r\n").await;
-    result
+    drop(sub);
+    // The last chunk, unless the viewer is the one that stopped reading.
+    result?;
+    with_timeout(WRITE_TIMEOUT, (&stream).write_all(b"0\r\n\r\n")).await
 }
