@@ -177,6 +177,7 @@ fn bind_http(
     health: &Arc<Health>,
     rtsp: &Option<RtspServer>,
     source: &str,
+    snapshots: Option<Arc<crate::http::snapshot::Snapshots>>,
 ) -> Result<Option<(crate::http::HttpServer, String)>, String> {
     use crate::http::face;
     let Some(listen) = config.http else {
@@ -211,7 +212,7 @@ fn bind_http(
         s
     });
     match crate::http::HttpServer::bind(
-        face::options(config, listen, auth),
+        face::options(config, listen, auth, snapshots),
         fanout.clone(),
         with_url,
     ) {
@@ -303,6 +304,9 @@ pub fn run(config: Config) -> Result<(), String> {
     let fanout = Fanout::new(keyframes);
     let stats = Arc::new(PipelineStats::default());
     let stop = Arc::new(AtomicBool::new(false));
+    // H.264 passthrough has no raw pictures to make a JPEG from.
+    let snapshots = Arc::new(crate::http::snapshot::Snapshots::default());
+    let snapshot = (fmt.pixel_format != crate::media::PixelFormat::H264).then(|| snapshots.clone());
     let health = Health::new();
     let notifier = Arc::new(Notifier::from_env());
     // Shows "starting" from here on; the LED goes dark when this is dropped.
@@ -317,6 +321,7 @@ pub fn run(config: Config) -> Result<(), String> {
         stats: stats.clone(),
         health: health.clone(),
         stop: stop.clone(),
+        snapshots: snapshots.clone(),
     };
     let pipeline = match (camera, source) {
         (Some((open, path)), first) => Pipeline::reopening(
@@ -346,7 +351,15 @@ pub fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     let server_stats = server.as_ref().map(|s| s.stats());
-    let http = bind_http(&config, &fanout, &stats, &health, &server, &fmt.description)?;
+    let http = bind_http(
+        &config,
+        &fanout,
+        &stats,
+        &health,
+        &server,
+        &fmt.description,
+        snapshot,
+    )?;
 
     let what = format!(
         "{} {}x{} at {} fps",

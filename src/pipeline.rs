@@ -64,6 +64,8 @@ pub struct Handles {
     pub health: Arc<Health>,
     /// Set to stop the loop (checked once per frame).
     pub stop: Arc<AtomicBool>,
+    /// Raw pictures for `/snapshot.jpg`, handed over only when asked for.
+    pub snapshots: Arc<crate::http::snapshot::Snapshots>,
 }
 
 /// Opens a source, again after each failure (a camera).
@@ -121,6 +123,7 @@ struct Coder {
     opts: EncodeOptions,
     /// Where the stream's parameters are announced.
     fanout: Arc<Fanout>,
+    snapshots: Arc<crate::http::snapshot::Snapshots>,
     /// Reused conversion target for packed YUV and MJPEG.
     i420: I420Buffer,
     #[cfg(feature = "mjpeg")]
@@ -128,12 +131,13 @@ struct Coder {
 }
 
 impl Coder {
-    fn new(opts: &EncodeOptions, fanout: Arc<Fanout>) -> Self {
+    fn new(opts: &EncodeOptions, handles: &Handles) -> Self {
         Self {
             kind: CoderKind::None,
             format: None,
             opts: opts.clone(),
-            fanout,
+            fanout: handles.fanout.clone(),
+            snapshots: handles.snapshots.clone(),
             i420: I420Buffer::new(),
             #[cfg(feature = "mjpeg")]
             mjpeg: convert::MjpegDecoder::new(),
@@ -257,7 +261,10 @@ impl Coder {
                 let encoded = match image {
                     // Read in place from the capture buffer; the frame goes
                     // back when this returns.
-                    Image::Planar(p) => enc.encode(&p, pts, force),
+                    Image::Planar(p) => {
+                        self.snapshots.offer(&p);
+                        enc.encode(&p, pts, force)
+                    }
                     Image::Packed {
                         format,
                         width,
@@ -275,6 +282,7 @@ impl Coder {
                         )
                         .map_err(|e| format!("{description}: {e}"))?;
                         drop(frame);
+                        self.snapshots.offer(&self.i420.planar());
                         enc.encode(&self.i420.planar(), pts, force)
                     }
                     #[cfg(feature = "mjpeg")]
@@ -287,6 +295,7 @@ impl Coder {
                             return Ok(Coded::Skipped);
                         }
                         drop(frame);
+                        self.snapshots.offer(&self.i420.planar());
                         enc.encode(&self.i420.planar(), pts, force)
                     }
                     Image::Compressed { format, .. } => {
@@ -442,7 +451,7 @@ impl Pipeline {
     ) -> Self {
         Self {
             input,
-            coder: Coder::new(opts, handles.fanout.clone()),
+            coder: Coder::new(opts, &handles),
             handles,
             frame_limit,
             pacer: KeyframePacer::new(MIN_FORCED_KEYFRAME_INTERVAL),
@@ -717,6 +726,7 @@ mod tests {
                 stats: stats.clone(),
                 health: health.clone(),
                 stop: Arc::default(),
+                snapshots: Arc::default(),
             },
             Some(40),
         )
@@ -760,6 +770,7 @@ mod tests {
                 stats: stats.clone(),
                 health: Health::new(),
                 stop: Arc::default(),
+                snapshots: Arc::default(),
             },
             Some(4),
         )
@@ -927,6 +938,7 @@ mod tests {
                 stats: Arc::new(PipelineStats::default()),
                 health: Health::new(),
                 stop: Arc::default(),
+                snapshots: Arc::default(),
             },
             sub,
         )
@@ -1164,6 +1176,7 @@ mod tests {
             stats: Arc::new(PipelineStats::default()),
             health: Health::new(),
             stop: Arc::default(),
+            snapshots: Arc::default(),
         };
         let p = h264_camera_pipeline(&aus, &counters, h, 4);
         let sub = fanout.subscribe(100);

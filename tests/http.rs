@@ -391,3 +391,17 @@ fn many_viewers_one_encode_and_a_stalled_viewer_is_dropped() {
     }
     drop(stalled);
 }
+
+/// /snapshot.jpg decodes (ffprobe) at the configured size.
+#[test]
+fn snapshot_decodes_at_the_configured_size() {
+    let (_es, http) = start(&["--size", "352x288"]);
+    let (status, head, body) = get(&http, "/snapshot.jpg", None);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("image/jpeg"), "{head}");
+    let dir = common::temp_dir("http-snapshot");
+    let file = dir.join("s.jpg");
+    std::fs::write(&file, &body).unwrap();
+    assert_eq!(common::probe_size(&file), (352, 288));
+    assert_eq!(common::decode_errors(&file), "");
+}

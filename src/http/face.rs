@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::api::{Push, Status};
 use super::request::Settings;
 use super::server::{HttpOptions, HttpStats, StatusSource};
+use super::snapshot::Snapshots;
 use crate::config::Config;
 use crate::fanout::Fanout;
 use crate::health::{Health, SourceState};
@@ -22,6 +23,7 @@ pub fn options(
     config: &Config,
     listen: SocketAddr,
     auth: Option<Arc<Authenticator>>,
+    snapshots: Option<Arc<Snapshots>>,
 ) -> HttpOptions {
     HttpOptions {
         listen,
@@ -38,6 +40,7 @@ pub fn options(
             metrics_public: config.metrics_public,
         },
         queue_frames: 30,
+        snapshots,
     }
 }
 

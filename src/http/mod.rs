@@ -11,5 +11,6 @@ pub mod face;
 pub mod fmp4;
 pub mod request;
 pub mod server;
+pub mod snapshot;
 
 pub use server::{HttpOptions, HttpServer, HttpStats};

@@ -15,6 +15,7 @@ use smol::{Async, Timer};
 use super::api::{self, Status};
 use super::fmp4::{self, Fragmenter};
 use super::request::{self, Response, Route, Settings};
+use super::snapshot::{self, Snapshots};
 use crate::fanout::Fanout;
 use crate::rtsp::limits::{ConnTable, LimitSettings, TokenBucket};
 
@@ -38,6 +39,8 @@ pub struct HttpOptions {
     pub settings: Settings,
     /// Frames queued per `/live.mp4` viewer before it starts losing them.
     pub queue_frames: usize,
+    /// `None`: no raw pictures (H.264 passthrough); `/snapshot.jpg` says 501.
+    pub snapshots: Option<Arc<Snapshots>>,
 }
 
 /// Counters for the API, the metrics and tests.
@@ -237,10 +240,7 @@ async fn serve(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
                 "text/plain; version=0.0.4; charset=utf-8",
                 api::metrics(&(shared.status)(&shared.stats)).into_bytes(),
             ),
-            Route::Snapshot => Response::error(
-                501,
-                "snapshots are not in this build yet; use /live.mp4 or the page",
-            ),
+            Route::Snapshot => snapshot_response(shared).await,
             Route::Whep => Response::error(501, "WebRTC (WHEP) playback is not in this build"),
             Route::Reply(r) => r,
         };
@@ -253,6 +253,28 @@ async fn serve(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
         if req.close {
             return Ok(());
         }
+    }
+}
+
+/// JPEG quality of `/snapshot.jpg`.
+const SNAPSHOT_QUALITY: u8 = 85;
+
+/// `/snapshot.jpg`: the next raw picture, encoded off the capture thread.
+async fn snapshot_response(shared: &Shared) -> Response {
+    let Some(snaps) = &shared.opts.snapshots else {
+        return Response::error(
+            501,
+            "the camera delivers H.264 and edgestream passes it through without decoding: \
+             there is no raw picture to make a JPEG from; use /live.mp4 or the page",
+        );
+    };
+    let Some(pic) = snaps.next(Duration::from_secs(3)).await else {
+        return Response::error(503, "no picture within 3 s; the source is not delivering")
+            .header("Retry-After", "1");
+    };
+    match smol::unblock(move || snapshot::encode_jpeg(&pic, SNAPSHOT_QUALITY)).await {
+        Ok(jpeg) => Response::new(200, "image/jpeg", jpeg),
+        Err(e) => Response::error(500, format!("cannot encode the JPEG: {e}")),
     }
 }
 
