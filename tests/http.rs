@@ -40,6 +40,10 @@ fn get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String, Vec<u8>) {
     (status, head, all[end + 4..].to_vec())
 }
 
+/// One browser at a time: two would share the machine's cores and blur the
+/// frame counts and delays.
+static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -48,6 +52,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// frames over 10 s, and the capture-to-display delay (printed).
 #[test]
 fn chromium_plays_the_live_view() {
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let (es, http) = start(&["--size", "640x480", "--fps", "30"]);
     let reports = Reports::listen();
     let _browser = Chromium::open(&format!("http://{http}/?report={}", reports.url));
@@ -77,9 +82,27 @@ fn chromium_plays_the_live_view() {
                 delays.extend(json_nums(&r, "delays"));
                 if t - t0 >= 10.0 {
                     let rate = (frames - f0) / (t - t0);
+                    let median = |v: &[f64]| {
+                        let mut v = v.to_vec();
+                        v.sort_by(f64::total_cmp);
+                        percentile(&v, 0.5)
+                    };
+                    let half = delays.len() / 2;
+                    let (early, late) = (median(&delays[..half]), median(&delays[half..]));
                     let mut d = delays.clone();
                     d.sort_by(f64::total_cmp);
                     let (p50, p95) = (percentile(&d, 0.5), percentile(&d, 0.95));
+                    eprintln!(
+                        "chromium: delay min {:.1} p5 {:.1} p50 {p50:.1} p95 {p95:.1} max {:.1} ms; \
+                         median first half {early:.1}, second half {late:.1}",
+                        d[0],
+                        percentile(&d, 0.05),
+                        d[d.len() - 1]
+                    );
+                    assert!(
+                        late < early + 50.0,
+                        "the delay grows: {early:.0} -> {late:.0} ms"
+                    );
                     let ff = first_frame.unwrap();
                     eprintln!(
                         "chromium: first frame {ff:.0} ms after load, {rate:.2} frames/s over {:.1} s \
@@ -233,6 +256,7 @@ fn auth_on_every_endpoint_and_digest_in_chromium() {
     drop(es);
     // Digest only (no Basic offered), as Chromium answers it.
     let (es, http) = start(&["--size", "160x120", "--rtsp-user", "viewer:s3cr3t"]);
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let reports = Reports::listen();
     let page = format!("http://viewer:s3cr3t@{http}/?report={}", reports.url);
     let _browser = Chromium::open(&page);
@@ -404,4 +428,21 @@ fn snapshot_decodes_at_the_configured_size() {
     std::fs::write(&file, &body).unwrap();
     assert_eq!(common::probe_size(&file), (352, 288));
     assert_eq!(common::decode_errors(&file), "");
+}
+
+/// Listening beyond loopback without users logs the same warning as RTSP.
+#[test]
+fn warns_when_open_to_the_network_without_users() {
+    let port = free_port();
+    let any = format!("0.0.0.0:{port}");
+    let es = Edgestream::start(&["--http", &any, "--size", "160x120"]);
+    let log = es.log_text();
+    assert!(
+        log.contains(&format!("http: listening on {any} without authentication")),
+        "{log}"
+    );
+    assert!(
+        log.contains("in a browser http://"),
+        "the banner names the page: {log}"
+    );
 }
