@@ -240,7 +240,7 @@ async fn serve(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
                 "text/plain; version=0.0.4; charset=utf-8",
                 api::metrics(&(shared.status)(&shared.stats)).into_bytes(),
             ),
-            Route::Snapshot => snapshot_response(shared).await,
+            Route::Snapshot => snapshot_response(shared.opts.snapshots.as_deref()).await,
             Route::Whep => Response::error(501, "WebRTC (WHEP) playback is not in this build"),
             Route::Reply(r) => r,
         };
@@ -260,8 +260,8 @@ async fn serve(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
 const SNAPSHOT_QUALITY: u8 = 85;
 
 /// `/snapshot.jpg`: the next raw picture, encoded off the capture thread.
-async fn snapshot_response(shared: &Shared) -> Response {
-    let Some(snaps) = &shared.opts.snapshots else {
+async fn snapshot_response(snapshots: Option<&Snapshots>) -> Response {
+    let Some(snaps) = snapshots else {
         return Response::error(
             501,
             "the camera delivers H.264 and edgestream passes it through without decoding: \
@@ -398,4 +398,18 @@ async fn live(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
     // The last chunk, unless the viewer is the one that stopped reading.
     result?;
     with_timeout(WRITE_TIMEOUT, (&stream).write_all(b"0\r\n\r\n")).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_say_why_they_cannot_be_had() {
+        let passthrough = smol::block_on(snapshot_response(None));
+        assert_eq!(passthrough.status, 501);
+        assert!(String::from_utf8_lossy(&passthrough.body).contains("passes it through"));
+        let idle = Snapshots::default();
+        assert_eq!(smol::block_on(snapshot_response(Some(&idle))).status, 503);
+    }
 }
