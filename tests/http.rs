@@ -49,10 +49,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Chromium plays the page: first frame within a second, >= 95% of the
-/// frames over 10 s, and the capture-to-display delay (printed).
+/// frames over 10 s, and the capture-to-display delay (printed), which does
+/// not grow. `EDGESTREAM_HTTP_PLAY_SECS=600` measures for 10 minutes.
 #[test]
 fn chromium_plays_the_live_view() {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let secs: f64 = std::env::var("EDGESTREAM_HTTP_PLAY_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10.0);
     let (es, http) = start(&["--size", "640x480", "--fps", "30"]);
     let reports = Reports::listen();
     let _browser = Chromium::open(&format!("http://{http}/?report={}", reports.url));
@@ -61,7 +66,7 @@ fn chromium_plays_the_live_view() {
     let mut at_start: Option<(f64, f64)> = None;
     let mut delays = Vec::new();
     let mut last = String::new();
-    while started.elapsed() < Duration::from_secs(40) {
+    while started.elapsed() < Duration::from_secs_f64(secs + 30.0) {
         let Some(r) = reports.next(Duration::from_secs(15)) else {
             panic!("no report from the page; last: {last}\n{}", es.log_text())
         };
@@ -80,7 +85,7 @@ fn chromium_plays_the_live_view() {
             None => {}
             Some((t0, f0)) => {
                 delays.extend(json_nums(&r, "delays"));
-                if t - t0 >= 10.0 {
+                if t - t0 >= secs {
                     let rate = (frames - f0) / (t - t0);
                     let median = |v: &[f64]| {
                         let mut v = v.to_vec();
