@@ -161,6 +161,76 @@ fn raise_fd_limit(want: u64) {
     }
 }
 
+/// Binds the HTTP face (same users and limits as RTSP) and returns it with
+/// its page URL. A port that cannot be bound is logged, not fatal: the
+/// page is an extra, streaming goes on without it.
+fn bind_http(
+    config: &Config,
+    fanout: &Arc<Fanout>,
+    stats: &Arc<PipelineStats>,
+    health: &Arc<Health>,
+    rtsp: &Option<RtspServer>,
+    source: &str,
+    snapshots: Option<Arc<crate::http::snapshot::Snapshots>>,
+) -> Result<Option<(crate::http::HttpServer, String)>, String> {
+    use crate::http::face;
+    let Some(listen) = config.http else {
+        return Ok(None);
+    };
+    let auth = server_options(config, listen)?.auth;
+    let rtsp_urls = match rtsp {
+        Some(s) => viewer_urls(
+            s.local_addr().map_err(|e| e.to_string())?,
+            &config.rtsp_path,
+        ),
+        None => Vec::new(),
+    };
+    let facts = face::Facts {
+        fanout: fanout.clone(),
+        stats: stats.clone(),
+        health: health.clone(),
+        rtsp: rtsp.as_ref().map(|s| s.stats()),
+        rtsp_urls: rtsp_urls.clone(),
+        page_url: None,
+        source: source.to_string(),
+        bitrate_kbps: config.bitrate,
+        started: Instant::now(),
+    };
+    // The URL is known once bound; the status source is built after.
+    let page = Arc::new(std::sync::OnceLock::new());
+    let p = page.clone();
+    let status = face::status_source(facts);
+    let with_url: crate::http::server::StatusSource = Arc::new(move |h| {
+        let mut s = status(h);
+        s.page_url = p.get().cloned();
+        s
+    });
+    match crate::http::HttpServer::bind(
+        face::options(config, listen, auth, snapshots),
+        fanout.clone(),
+        with_url,
+    ) {
+        Ok(server) => {
+            let addr = server.local_addr().map_err(|e| e.to_string())?;
+            let url = face::page_urls(addr).swap_remove(0);
+            let _ = page.set(url.clone());
+            if open_to_network(listen, !config.rtsp_users.is_empty()) {
+                log::warn!(
+                    "http: listening on {listen} without authentication: anyone who can reach this \
+                     device can watch; set rtsp-users-file (or rtsp-user), or listen on 127.0.0.1"
+                );
+            }
+            Ok(Some((server, url)))
+        }
+        Err(e) => {
+            log::error!(
+                "http: cannot serve on {listen}: {e}; going on without the page (set http = \"ADDR:PORT\" or off)"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Opens the configured source (a camera that is not there yet is waited
 /// for) and builds the pipeline over it; also returns the format it starts
 /// with, for the banner.
@@ -286,6 +356,9 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
     ));
     let fanout = Fanout::new(keyframes);
     let stats = Arc::new(PipelineStats::default());
+    // H.264 passthrough has no raw pictures to make a JPEG from (decided
+    // below, once the source's format is known).
+    let snapshots = Arc::new(crate::http::snapshot::Snapshots::default());
     let health = Health::new();
     let notifier = Arc::new(Notifier::from_env());
     // Shows "starting" from here on; the LED goes dark when this is dropped.
@@ -296,8 +369,10 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
         stats: stats.clone(),
         health: health.clone(),
         stop: pipe_stop.clone(),
+        snapshots: snapshots.clone(),
     };
     let (pipeline, fmt) = build_pipeline(&config, handles)?;
+    let snapshot = (fmt.pixel_format != crate::media::PixelFormat::H264).then(|| snapshots.clone());
 
     let server = match config.rtsp {
         Some(listen) => {
@@ -314,6 +389,15 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
         None => None,
     };
     let server_stats = server.as_ref().map(|s| s.stats());
+    let http = bind_http(
+        &config,
+        &fanout,
+        &stats,
+        &health,
+        &server,
+        &fmt.description,
+        snapshot,
+    )?;
 
     let what = format!(
         "{} {}x{} at {} fps",
@@ -328,21 +412,25 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
                 .map(|(a, b)| format!(", UDP ports {a}-{b}"))
                 .unwrap_or_default();
             log::info!(
-                "edgestream {}: streaming {what} at {} (open it in VLC){}{udp}",
+                "edgestream {}: streaming {what} at {} (open it in VLC){}{udp}{}",
                 env!("CARGO_PKG_VERSION"),
                 urls[0],
                 if urls.len() > 1 {
                     format!("; also {}", urls[1..].join(", "))
                 } else {
                     String::new()
-                }
+                },
+                http.as_ref()
+                    .map_or(String::new(), |h| format!("; in a browser {}", h.1)),
             );
             format!("streaming {what} at {}", urls[0])
         }
         None => {
             log::info!(
-                "edgestream {}: encoding {what}; RTSP is off",
-                env!("CARGO_PKG_VERSION")
+                "edgestream {}: encoding {what}; RTSP is off{}",
+                env!("CARGO_PKG_VERSION"),
+                http.as_ref()
+                    .map_or(String::new(), |h| format!("; in a browser {}", h.1)),
             );
             format!("encoding {what}; RTSP is off")
         }
@@ -361,6 +449,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
 
     let result = smol::block_on(async {
         let _server_task = server.map(|s| smol::spawn(s.run()));
+        let _http_task = http.map(|(h, _)| smol::spawn(h.run()));
         // Listeners are bound and the capture thread runs: READY=1 now,
         // camera or not.
         let _systemd_task = {
@@ -440,6 +529,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
                         fanout: &fanout,
                         stats: &stats,
                         health: &health,
+                        snapshots: &snapshots,
                         done: &done_tx,
                     };
                     match ctx.apply(&running, &new, &mut pipe).await {

@@ -130,6 +130,15 @@ pub struct Cli {
     #[arg(long, value_name = "/PATH")]
     pub rtsp_path: Option<String>,
 
+    /// HTTP server address (live page, /live.mp4, /api/status, /metrics,
+    /// /snapshot.jpg), or `off`. Same users and limits as RTSP. [default: 0.0.0.0:8080]
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    pub http: Option<String>,
+
+    /// Serve /metrics without credentials (for a Prometheus scraper). [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_public: Option<bool>,
+
     /// Push the stream to a server: `rtmp://host[:port]/app[/instance]/stream[?query]`
     /// (RTMP publish), `rtmps://host[:443]/...` (RTMP over TLS) or `tcp://host:port/name`
     /// (raw FLV, name in onMetaData streamName).
@@ -267,6 +276,8 @@ struct FileConfig {
     keyframe_burst: Option<u32>,
     rtsp: Option<String>,
     rtsp_path: Option<String>,
+    http: Option<String>,
+    metrics_public: Option<bool>,
     push: Option<PushList>,
     push_tls_ca: Option<PathBuf>,
     audio: Option<String>,
@@ -577,6 +588,9 @@ pub struct Config {
     /// `None`: the RTSP server is off.
     pub rtsp: Option<SocketAddr>,
     pub rtsp_path: String,
+    /// `None`: the HTTP server is off.
+    pub http: Option<SocketAddr>,
+    pub metrics_public: bool,
     pub push: Vec<String>,
     pub push_tls_ca: Option<PathBuf>,
     pub audio: crate::push::Audio,
@@ -677,6 +691,8 @@ impl Default for Config {
             keyframe_burst: 2,
             rtsp: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8554))),
             rtsp_path: "/live".into(),
+            http: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8080))),
+            metrics_public: false,
             push: Vec::new(),
             push_tls_ca: None,
             audio: crate::push::Audio::Off,
@@ -919,6 +935,21 @@ impl Config {
                     "{o}: {v:?} is not an address; use ADDR:PORT (0.0.0.0:8554, 127.0.0.1:8554, [::]:8554) or off"
                 ))
             })?;
+        }
+        if let Some((v, o)) = pick(cli.http.clone(), file.http, "http", path) {
+            c.http = parse_listen(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "{o}: {v:?} is not an address; use ADDR:PORT (0.0.0.0:8080, 127.0.0.1:8080, [::]:8080) or off"
+                ))
+            })?;
+        }
+        if let Some((v, _)) = pick(
+            cli.metrics_public,
+            file.metrics_public,
+            "metrics-public",
+            path,
+        ) {
+            c.metrics_public = v;
         }
         if let Some((v, o)) = pick(cli.rtsp_path.clone(), file.rtsp_path, "rtsp-path", path) {
             let trimmed = v.trim_end_matches('/');
@@ -1278,6 +1309,13 @@ impl Config {
                 .into(),
         );
         put("rtsp-path", self.rtsp_path.clone().into());
+        put(
+            "http",
+            self.http
+                .map_or_else(|| "off".to_string(), |a| a.to_string())
+                .into(),
+        );
+        put("metrics-public", self.metrics_public.into());
         put(
             "push",
             toml::Value::Array(self.push.iter().map(|u| u.clone().into()).collect()),

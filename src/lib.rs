@@ -25,6 +25,7 @@ pub mod flv;
 pub mod h264;
 pub mod h264_split;
 pub mod health;
+pub mod http;
 pub mod logging;
 pub mod media;
 pub mod netif;

@@ -59,6 +59,8 @@ pub struct Handles {
     pub health: Arc<Health>,
     /// Set to stop the loop (checked once per frame).
     pub stop: Arc<AtomicBool>,
+    /// Raw pictures for `/snapshot.jpg`, handed over only when asked for.
+    pub snapshots: Arc<crate::http::snapshot::Snapshots>,
 }
 
 /// Opens a source, again after each failure (a camera).
@@ -116,6 +118,7 @@ struct Coder {
     opts: EncodeOptions,
     /// Where the stream's parameters are announced.
     fanout: Arc<Fanout>,
+    snapshots: Arc<crate::http::snapshot::Snapshots>,
     /// Reused conversion target for packed YUV and MJPEG.
     i420: I420Buffer,
     /// `threads = 0`: picks x264's thread count from encode times.
@@ -137,6 +140,7 @@ impl Coder {
             format: None,
             opts: opts.clone(),
             fanout: handles.fanout.clone(),
+            snapshots: handles.snapshots.clone(),
             i420: I420Buffer::new(),
             auto: None,
             rethread: None,
@@ -300,7 +304,10 @@ impl Coder {
                 let encoded = match image {
                     // Read in place from the capture buffer; the frame goes
                     // back when this returns.
-                    Image::Planar(p) => enc.encode(&p, pts, force),
+                    Image::Planar(p) => {
+                        self.snapshots.offer(&p);
+                        enc.encode(&p, pts, force)
+                    }
                     Image::Packed {
                         format,
                         width,
@@ -318,6 +325,7 @@ impl Coder {
                         )
                         .map_err(|e| format!("{description}: {e}"))?;
                         drop(frame);
+                        self.snapshots.offer(&self.i420.planar());
                         enc.encode(&self.i420.planar(), pts, force)
                     }
                     #[cfg(feature = "mjpeg")]
@@ -330,6 +338,7 @@ impl Coder {
                             return Ok(Coded::Skipped);
                         }
                         drop(frame);
+                        self.snapshots.offer(&self.i420.planar());
                         enc.encode(&self.i420.planar(), pts, force)
                     }
                     Image::Compressed { format, .. } => {
@@ -882,6 +891,7 @@ mod tests {
                 stats: stats.clone(),
                 health: health.clone(),
                 stop: Arc::default(),
+                snapshots: Arc::default(),
             },
             Some(40),
         )
@@ -925,6 +935,7 @@ mod tests {
                 stats: stats.clone(),
                 health: Health::new(),
                 stop: Arc::default(),
+                snapshots: Arc::default(),
             },
             Some(4),
         )
@@ -1092,6 +1103,7 @@ mod tests {
                 stats: Arc::new(PipelineStats::default()),
                 health: Health::new(),
                 stop: Arc::default(),
+                snapshots: Arc::default(),
             },
             sub,
         )
@@ -1377,6 +1389,7 @@ mod tests {
             stats: Arc::new(PipelineStats::default()),
             health: Health::new(),
             stop: Arc::default(),
+            snapshots: Arc::default(),
         };
         let p = h264_camera_pipeline(&aus, &counters, h, 4);
         let sub = fanout.subscribe(100);

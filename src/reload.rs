@@ -202,6 +202,7 @@ pub struct Reload<'a> {
     pub fanout: &'a Arc<Fanout>,
     pub stats: &'a Arc<PipelineStats>,
     pub health: &'a Arc<Health>,
+    pub snapshots: &'a Arc<crate::http::snapshot::Snapshots>,
     pub done: &'a Done,
 }
 
@@ -312,6 +313,7 @@ impl Reload<'_> {
             stats: self.stats.clone(),
             health: self.health.clone(),
             stop: stop.clone(),
+            snapshots: self.snapshots.clone(),
         };
         let (pipeline, _) = crate::app::build_pipeline(config, handles)?;
         PipelineThread::spawn(pipeline, stop, generation, self.done.clone())

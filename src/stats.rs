@@ -28,7 +28,14 @@ pub struct PipelineStats {
     /// `threads = 0` policy chose it.
     threads: AtomicU32,
     threads_auto: AtomicBool,
+    /// Encode times since start, cumulative per [`ENCODE_BUCKETS_US`] bound
+    /// (the last slot is +Inf), and their sum (for `/metrics`).
+    pub encode_buckets: [AtomicU64; ENCODE_BUCKETS_US.len() + 1],
+    pub encode_sum_us: AtomicU64,
 }
+
+/// Upper bounds (microseconds) of the encode time histogram.
+pub const ENCODE_BUCKETS_US: [u64; 8] = [1000, 2500, 5000, 10_000, 20_000, 33_000, 66_000, 200_000];
 
 /// One window's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -59,6 +66,13 @@ impl PipelineStats {
         if forced {
             self.forced_keyframes_total.fetch_add(1, Ordering::Relaxed);
         }
+        let us64 = encode.as_micros() as u64;
+        self.encode_sum_us.fetch_add(us64, Ordering::Relaxed);
+        let slot = ENCODE_BUCKETS_US
+            .iter()
+            .position(|&b| us64 <= b)
+            .unwrap_or(ENCODE_BUCKETS_US.len());
+        self.encode_buckets[slot].fetch_add(1, Ordering::Relaxed);
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         w.frames += 1;
         w.bytes += bytes as u64;

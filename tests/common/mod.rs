@@ -7,6 +7,8 @@
 //! use it.
 
 #[allow(dead_code)]
+pub mod chromium;
+#[allow(dead_code)]
 pub mod ffmpeg;
 #[allow(dead_code)]
 pub mod flv;

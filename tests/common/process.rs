@@ -36,6 +36,11 @@ impl Edgestream {
         if !args.contains(&"--rtsp") {
             cmd.args(["--rtsp", "127.0.0.1:0"]);
         }
+        // The HTTP face's default (0.0.0.0:8080) would be shared by tests
+        // running at once, and warns that it is open to the network.
+        if !args.contains(&"--http") {
+            cmd.args(["--http", "127.0.0.1:0"]);
+        }
         if cmd.get_envs().all(|(k, _)| k != "JOURNAL_STREAM") {
             cmd.env_remove("JOURNAL_STREAM");
         }
