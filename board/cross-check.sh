@@ -3,8 +3,9 @@
 #
 # Runs the users' build path for real: `cross build --release --target TARGET`
 # (default arm-unknown-linux-gnueabi) with Podman, then checks the binary:
-# static, within the 4 MiB budget, and, for armel, that it serves RTSP under
-# `qemu-arm -cpu arm1176` (a Pi Zero's CPU) with ffprobe decoding its stream.
+# static, stripped, within the 4 MiB budget, and serving RTSP under qemu-user
+# on a Pi's CPU with ffprobe decoding its stream (armel: `qemu-arm -cpu
+# arm1176`, a Pi Zero, where x264 must run its ARMv6 code).
 #
 # It first supplies what our build machines lack and a user's machine has
 # (board/README.md, "What cross-check.sh adds on our build machines"):
@@ -29,7 +30,7 @@
 # seconds since the start).
 #
 # Needs: podman, runc, mmdebstrap (apt), rustup, cargo; qemu-user and ffmpeg
-# for the armel run. Installs cross 0.2.5 with cargo if it is missing.
+# for the run. Installs cross 0.2.5 with cargo if it is missing.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -185,33 +186,39 @@ say "file: $info"
 case "$info" in *"statically linked"*) ;; *) die "not a static binary: $info" ;; esac
 case "$info" in *stripped*) ;; *) die "not stripped: $info" ;; esac
 
+# Under qemu-user on a Pi's CPU (armel: a Pi Zero's ARM1176, as tests/arm.rs
+# does with CI's binary; armv7: a Pi 2's Cortex-A7; aarch64: a Pi 3's A53).
+case "$target" in
+  arm-unknown-linux-gnueabi) qemu=(qemu-arm -cpu arm1176) ;;
+  armv7-unknown-linux-gnueabihf) qemu=(qemu-arm -cpu cortex-a7) ;;
+  aarch64-unknown-linux-gnu) qemu=(qemu-aarch64 -cpu cortex-a53) ;;
+esac
+command -v "${qemu[0]}" >/dev/null || die "${qemu[0]} not found (apt-get install qemu-user)"
+command -v ffprobe >/dev/null || die "ffprobe not found (apt-get install ffmpeg)"
+port=$((20000 + RANDOM % 20000))
+qlog=$out/$target.qemu.log
+"${qemu[@]}" "$bin" --size 320x240 --fps 10 --rtsp "127.0.0.1:$port" \
+  --log-level debug >"$qlog" 2>&1 &
+qpid=$!
+trap 'kill "$qpid" 2>/dev/null || true' EXIT
+for _ in $(seq 120); do
+  grep -q "streaming .* at rtsp://" "$qlog" && break
+  kill -0 "$qpid" 2>/dev/null || { cat "$qlog" >&2; die "edgestream exited under ${qemu[*]}"; }
+  sleep 1
+done
+grep -q "streaming .* at rtsp://" "$qlog" || { cat "$qlog" >&2; die "no stream after 120 s under ${qemu[*]}"; }
 if [ "$target" = arm-unknown-linux-gnueabi ]; then
-  # On a Pi Zero's CPU, as tests/arm.rs does with CI's binary.
-  command -v qemu-arm >/dev/null || die "qemu-arm not found (apt-get install qemu-user)"
-  command -v ffprobe >/dev/null || die "ffprobe not found (apt-get install ffmpeg)"
-  port=$((20000 + RANDOM % 20000))
-  qlog=$out/$target.qemu.log
-  qemu-arm -cpu arm1176 "$bin" --size 320x240 --fps 10 --rtsp "127.0.0.1:$port" \
-    --log-level debug >"$qlog" 2>&1 &
-  qpid=$!
-  trap 'kill "$qpid" 2>/dev/null || true' EXIT
-  for _ in $(seq 120); do
-    grep -q "streaming .* at rtsp://" "$qlog" && break
-    kill -0 "$qpid" 2>/dev/null || { cat "$qlog" >&2; die "edgestream exited under qemu-arm"; }
-    sleep 1
-  done
-  grep -q "streaming .* at rtsp://" "$qlog" || { cat "$qlog" >&2; die "no stream after 120 s under qemu-arm"; }
   grep -q "using cpu capabilities: ARMv6" "$qlog" && ! grep -q NEON "$qlog" ||
     die "x264 did not pick its ARMv6 code on arm1176: $(grep 'cpu capab' "$qlog")"
-  say "qemu-arm -cpu arm1176: $(grep -o 'using cpu capabilities: .*' "$qlog")"
-  probe=$(timeout 90 ffprobe -v error -rtsp_transport tcp -read_intervals %+5 -count_frames \
-    -select_streams v:0 -show_entries stream=codec_name,profile,width,height,pix_fmt,nb_read_frames \
-    -of compact=nk=0:p=0 "rtsp://127.0.0.1:$port/live") || die "ffprobe failed on the qemu-arm stream"
-  say "ffprobe rtsp://127.0.0.1:$port/live (5 s): $probe"
-  frames=$(printf '%s\n' "$probe" | sed -n 's/.*nb_read_frames=\([0-9]*\).*/\1/p')
-  [ "${frames:-0}" -ge 20 ] || die "only ${frames:-0} frames in 5 s"
-  kill "$qpid" 2>/dev/null || true
-  wait "$qpid" 2>/dev/null || true
-  trap - EXIT
 fi
+say "${qemu[*]}: x264 $(grep -o 'using cpu capabilities: .*' "$qlog")"
+probe=$(timeout 90 ffprobe -v error -rtsp_transport tcp -read_intervals %+5 -count_frames \
+  -select_streams v:0 -show_entries stream=codec_name,profile,width,height,pix_fmt,nb_read_frames \
+  -of compact=nk=0:p=0 "rtsp://127.0.0.1:$port/live") || die "ffprobe failed on the ${qemu[*]} stream"
+say "ffprobe rtsp://127.0.0.1:$port/live (5 s): $probe"
+frames=$(printf '%s\n' "$probe" | sed -n 's/.*nb_read_frames=\([0-9]*\).*/\1/p')
+[ "${frames:-0}" -ge 20 ] || die "only ${frames:-0} frames in 5 s"
+kill "$qpid" 2>/dev/null || true
+wait "$qpid" 2>/dev/null || true
+trap - EXIT
 say "ok in $((SECONDS - started)) s"
