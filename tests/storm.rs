@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,10 +43,10 @@ fn play(addr: &str, range: bool) -> RawClient {
 fn next_rtp(c: &mut RawClient) -> Option<Vec<u8>> {
     loop {
         let mut head = [0u8; 4];
-        c.stream.read_exact(&mut head).ok()?;
+        c.read_exact(&mut head).ok()?;
         assert_eq!(head[0], b'$', "interleaved data only after PLAY");
         let mut data = vec![0u8; u16::from_be_bytes([head[2], head[3]]) as usize];
-        c.stream.read_exact(&mut data).ok()?;
+        c.read_exact(&mut data).ok()?;
         if head[1] == 0 && data.len() > 13 {
             return Some(data);
         }

@@ -76,6 +76,16 @@ impl RawClient {
         }
     }
 
+    /// Fills `out` from what an earlier read took past the last response
+    /// (interleaved media that came in the same read as it), then from the
+    /// socket.
+    pub fn read_exact(&mut self, out: &mut [u8]) -> std::io::Result<()> {
+        let n = self.buf.len().min(out.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf.drain(..n);
+        self.stream.read_exact(&mut out[n..])
+    }
+
     pub fn request(&mut self, text: &str) -> Option<(u16, String)> {
         self.send(text.as_bytes());
         self.response()
