@@ -128,13 +128,7 @@ pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptio
             max_header_bytes: config.max_request_bytes,
             ..Limits::default()
         },
-        limits: LimitSettings {
-            max_connections: config.max_connections,
-            max_connections_per_ip: config.max_connections_per_ip,
-            max_requests_per_second: config.max_requests_per_second,
-            handshake_timeout: Duration::from_secs(config.handshake_timeout),
-            idle_timeout: Duration::from_secs(config.idle_timeout),
-        },
+        limits: limit_settings(config),
         auth,
         udp_ports: config.rtsp_udp_ports,
         ..ServerOptions::default()
@@ -302,6 +296,18 @@ pub fn build_pipeline(
     }
     .with_slate(config.width, config.height, Fraction::new(config.fps, 1));
     Ok((pipeline, fmt))
+}
+
+/// The connection limits from the config, the same for the RTSP server and
+/// the HTTP face.
+pub fn limit_settings(config: &Config) -> LimitSettings {
+    LimitSettings {
+        max_connections: config.max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+        max_requests_per_second: config.max_requests_per_second,
+        handshake_timeout: Duration::from_secs(config.handshake_timeout),
+        idle_timeout: Duration::from_secs(config.idle_timeout),
+    }
 }
 
 /// The push settings shared by every target.

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::api::{Push, Status};
 use super::request::Settings;
@@ -14,7 +14,6 @@ use crate::config::Config;
 use crate::fanout::Fanout;
 use crate::health::{Health, SourceState};
 use crate::rtsp::auth::Authenticator;
-use crate::rtsp::limits::LimitSettings;
 use crate::rtsp::server::ServerStats;
 use crate::stats::{ENCODE_BUCKETS_US, PipelineStats};
 
@@ -28,13 +27,7 @@ pub fn options(
     HttpOptions {
         listen,
         max_head_bytes: config.max_request_bytes,
-        limits: LimitSettings {
-            max_connections: config.max_connections,
-            max_connections_per_ip: config.max_connections_per_ip,
-            max_requests_per_second: config.max_requests_per_second,
-            handshake_timeout: Duration::from_secs(config.handshake_timeout),
-            idle_timeout: Duration::from_secs(config.idle_timeout),
-        },
+        limits: crate::app::limit_settings(config),
         settings: Settings {
             auth,
             metrics_public: config.metrics_public,
