@@ -14,22 +14,26 @@
 //! needed are small enough to own (`sys`), with drops that cannot panic.
 
 pub mod csi;
+mod layout;
 mod list;
 pub mod negotiate;
+mod probe;
 #[allow(unsafe_code)]
 mod sys;
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use self::layout::Layout;
 pub use self::list::{ListError, device_nodes, list_devices, list_formats, list_formats_for};
-use self::negotiate::{CameraFormat, FrameSize, Intervals, Request};
+use self::negotiate::Request;
+pub use self::probe::DeviceInfo;
+use self::probe::{enumerate, fourcc_text, fract, query};
 use self::sys::{Device, Fract, Mapping};
 use super::{FrameSource, SourceError, SourceFormat};
 use crate::clock;
-use crate::media::{Fraction, Frame, Image, PixelFormat, Planar, Release, ReleaseBuffer};
+use crate::media::{Fraction, Frame, PixelFormat, Release, ReleaseBuffer};
 
 /// No frame for this long means the camera stalled: the source reports a
 /// recoverable error and the pipeline reopens it. (At 1 fps, three frame
@@ -46,43 +50,6 @@ pub fn stall_timeout(fps: Fraction) -> Duration {
 /// little longer than a frame interval, few enough to keep latency and
 /// memory low (the driver may give more or fewer).
 const BUFFERS: u32 = 4;
-
-fn fourcc_text(code: u32) -> String {
-    code.to_le_bytes()
-        .iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                b as char
-            } else {
-                '?'
-            }
-        })
-        .collect::<String>()
-        .trim_end()
-        .to_string()
-}
-
-fn c_text(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
-
-fn fract(f: Fract) -> Fraction {
-    Fraction::new(f.numerator, f.denominator)
-}
-
-/// What a device node is.
-#[derive(Debug, Clone)]
-pub struct DeviceInfo {
-    pub path: PathBuf,
-    pub card: String,
-    pub driver: String,
-    pub bus_info: String,
-    /// Video capture with streaming I/O, single-planar: usable.
-    pub capture: bool,
-    /// Multi-planar capture only (not supported).
-    pub mplane: bool,
-}
 
 /// Whether an error opening or using a camera may go away by itself (the
 /// device unplugged, not there yet, busy) rather than needing a fix.
@@ -107,204 +74,6 @@ fn open_error(path: &Path, e: io::Error) -> SourceError {
         _ => SourceError::fatal(format!("camera {p}: {e}")),
     }
 }
-
-fn query(dev: &Device, path: &Path) -> io::Result<DeviceInfo> {
-    let cap = dev.querycap()?;
-    let caps = if cap.capabilities & sys::CAP_DEVICE_CAPS != 0 {
-        cap.device_caps
-    } else {
-        cap.capabilities
-    };
-    Ok(DeviceInfo {
-        path: path.to_path_buf(),
-        card: c_text(&cap.card),
-        driver: c_text(&cap.driver),
-        bus_info: c_text(&cap.bus_info),
-        capture: caps & sys::CAP_VIDEO_CAPTURE != 0 && caps & sys::CAP_STREAMING != 0,
-        mplane: caps & sys::CAP_VIDEO_CAPTURE_MPLANE != 0,
-    })
-}
-
-fn intervals(dev: &Device, code: u32, w: u32, h: u32) -> io::Result<Intervals> {
-    let mut list = Vec::new();
-    for index in 0..256 {
-        let Some(i) = dev.enum_frameintervals(code, w, h, index)? else {
-            break;
-        };
-        match i.type_ {
-            sys::FRMIVAL_TYPE_DISCRETE => list.push(fract(i.u[0])),
-            _ => {
-                return Ok(Intervals::Range {
-                    min: fract(i.u[0]),
-                    max: fract(i.u[1]),
-                });
-            }
-        }
-    }
-    Ok(if list.is_empty() {
-        Intervals::Unknown
-    } else {
-        Intervals::Discrete(list)
-    })
-}
-
-/// Everything the camera offers. For stepwise sizes, the intervals are
-/// those at `at` if it is given and in range, else at the largest size.
-fn enumerate(dev: &Device, at: Option<(u32, u32)>) -> io::Result<Vec<CameraFormat>> {
-    let mut formats = Vec::new();
-    for index in 0..256 {
-        let Some(d) = dev.enum_fmt(index)? else { break };
-        let code = d.pixelformat;
-        let mut sizes = Vec::new();
-        for si in 0..1024 {
-            let Some(s) = dev.enum_framesizes(code, si)? else {
-                break;
-            };
-            if s.type_ == sys::FRMSIZE_TYPE_DISCRETE {
-                let (w, h) = (s.u[0], s.u[1]);
-                sizes.push(FrameSize::Discrete {
-                    width: w,
-                    height: h,
-                    intervals: intervals(dev, code, w, h)?,
-                });
-            } else {
-                let (min, max) = ((s.u[0], s.u[3]), (s.u[1], s.u[4]));
-                let step = if s.type_ == sys::FRMSIZE_TYPE_CONTINUOUS {
-                    (1, 1)
-                } else {
-                    (s.u[2], s.u[5])
-                };
-                let (w, h) = match at {
-                    Some((w, h))
-                        if (min.0..=max.0).contains(&w) && (min.1..=max.1).contains(&h) =>
-                    {
-                        (w, h)
-                    }
-                    _ => max,
-                };
-                sizes.push(FrameSize::Stepwise {
-                    min,
-                    max,
-                    step,
-                    intervals: intervals(dev, code, w, h)?,
-                });
-                break;
-            }
-        }
-        if sizes.is_empty() {
-            sizes.push(FrameSize::Unlisted);
-        }
-        formats.push(CameraFormat {
-            fourcc: fourcc_text(code),
-            description: c_text(&d.description),
-            sizes,
-        });
-    }
-    Ok(formats)
-}
-
-/// The driver's line stride is shorter than a line of pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StrideError {
-    format: PixelFormat,
-    width: u32,
-    height: u32,
-    stride: usize,
-    row: usize,
-}
-
-impl fmt::Display for StrideError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self {
-            format,
-            width,
-            height,
-            stride,
-            row,
-        } = self;
-        write!(
-            f,
-            "the driver gave {format} {width}x{height} a line stride of {stride} bytes, less than {row}"
-        )
-    }
-}
-
-impl std::error::Error for StrideError {}
-
-/// How the bytes of a buffer become an [`Image`].
-#[derive(Debug, Clone, Copy)]
-struct Layout {
-    format: PixelFormat,
-    width: u32,
-    height: u32,
-    bytesperline: usize,
-    /// Bytes a complete raw frame needs (compressed formats: 1).
-    min_bytes: usize,
-}
-
-impl Layout {
-    fn new(format: PixelFormat, width: u32, height: u32, bpl: u32) -> Result<Self, StrideError> {
-        let (w, h) = (width as usize, height as usize);
-        let bpl = bpl as usize;
-        let min_bytes = match format {
-            PixelFormat::I420 => bpl * h + 2 * bpl.div_ceil(2) * h.div_ceil(2),
-            PixelFormat::Nv12 => bpl * h + bpl * h.div_ceil(2),
-            PixelFormat::Yuyv | PixelFormat::Uyvy => bpl * (h - 1) + 2 * w,
-            PixelFormat::Mjpeg | PixelFormat::H264 => 1,
-        };
-        let row = match format {
-            PixelFormat::Yuyv | PixelFormat::Uyvy => 2 * w,
-            PixelFormat::I420 | PixelFormat::Nv12 => w,
-            _ => 0,
-        };
-        if bpl < row {
-            return Err(StrideError {
-                format,
-                width,
-                height,
-                stride: bpl,
-                row,
-            });
-        }
-        Ok(Self {
-            format,
-            width,
-            height,
-            bytesperline: bpl,
-            min_bytes,
-        })
-    }
-
-    fn image<'a>(&self, data: &'a [u8]) -> Option<Image<'a>> {
-        if data.len() < self.min_bytes {
-            return None;
-        }
-        Some(match self.format {
-            PixelFormat::I420 | PixelFormat::Nv12 => Image::Planar(
-                Planar::from_contiguous(
-                    self.format,
-                    self.width,
-                    self.height,
-                    self.bytesperline,
-                    data,
-                )
-                .ok()?,
-            ),
-            PixelFormat::Yuyv | PixelFormat::Uyvy => Image::Packed {
-                format: self.format,
-                width: self.width,
-                height: self.height,
-                stride: self.bytesperline,
-                data,
-            },
-            PixelFormat::Mjpeg | PixelFormat::H264 => Image::Compressed {
-                format: self.format,
-                data,
-            },
-        })
-    }
-}
-
 /// The device and which buffer a frame holds: the part of the source a
 /// [`Frame`] borrows mutably to requeue its buffer when dropped.
 #[derive(Debug)]

@@ -1,7 +1,9 @@
 //! Unit tests of the V4L2 source (buffer layouts, format choice) without a
 //! device.
 
+use super::probe::c_text;
 use super::*;
+use crate::media::Image;
 
 #[test]
 fn layouts_honour_the_stride_and_check_sizes() {
