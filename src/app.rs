@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use smol::stream::StreamExt;
 
+mod error;
+pub use error::{GpioError, GpioErrorKind, RunError};
+
 use crate::config::{Cli, Config, GpioLine, SourceSpec};
 use crate::fanout::{Fanout, KeyframeRequest};
 use crate::health::{Health, SourceState};
 use crate::media::Fraction;
-use crate::pipeline::{EncodeOptions, Ended, Handles, Opener, Pipeline};
+use crate::pipeline::{EncodeOptions, Ended, Handles, Opener, Pipeline, PipelineError};
 use crate::reload::{PipelineThread, PushRun, Reload};
 use crate::rtsp::auth::Authenticator;
 use crate::rtsp::limits::LimitSettings;
@@ -23,7 +26,7 @@ use crate::source::testsrc::TestPattern;
 use crate::source::v4l2::V4l2Source;
 use crate::source::v4l2::negotiate::Request;
 use crate::source::y4m::Y4mFile;
-use crate::source::{FrameSource, SourceFormat};
+use crate::source::{FrameSource, SourceError, SourceFormat};
 use crate::stats::{PipelineStats, StatsLine};
 use crate::status::{PrivacyButton, StatusLed};
 use crate::systemd::Notifier;
@@ -32,19 +35,17 @@ use crate::systemd::Notifier;
 pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Opens the configured source.
-pub fn open_source(config: &Config) -> Result<Box<dyn FrameSource>, String> {
+pub fn open_source(config: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
     let fps = Fraction::new(config.fps, 1);
     match &config.source {
         SourceSpec::TestPattern => TestPattern::new(config.width, config.height, fps, config.pace)
             .map(|s| Box::new(s) as Box<dyn FrameSource>)
-            .map_err(|e| e.to_string()),
+            .map_err(SourceError::from),
         SourceSpec::Y4m(path) => Y4mFile::open(path, config.pace)
             .map(|s| Box::new(s) as Box<dyn FrameSource>)
-            .map_err(|e| e.to_string()),
-        SourceSpec::Device(path) => camera_opener(config, path)().map_err(|e| e.message),
-        SourceSpec::Command(_) | SourceSpec::Stdin => {
-            command_opener(config, None)().map_err(|e| e.message)
-        }
+            .map_err(SourceError::from),
+        SourceSpec::Device(path) => camera_opener(config, path)(),
+        SourceSpec::Command(_) | SourceSpec::Stdin => command_opener(config, None)(),
     }
 }
 
@@ -64,7 +65,11 @@ pub fn command_opener(config: &Config, stop: Option<Arc<AtomicBool>>) -> Opener 
         stride: config.source_stride,
         stop,
     };
-    Box::new(move || CommandSource::open(&settings).map(|s| Box::new(s) as Box<dyn FrameSource>))
+    Box::new(move || {
+        CommandSource::open(&settings)
+            .map(|s| Box::new(s) as Box<dyn FrameSource>)
+            .map_err(SourceError::from)
+    })
 }
 
 /// Opens the camera `path` for the configured size and frame rate; called
@@ -77,7 +82,11 @@ pub fn camera_opener(config: &Config, path: &std::path::Path) -> Opener {
         format: config.camera_format,
     };
     let path = path.to_path_buf();
-    Box::new(move || V4l2Source::open(&path, req).map(|s| Box::new(s) as Box<dyn FrameSource>))
+    Box::new(move || {
+        V4l2Source::open(&path, req)
+            .map(|s| Box::new(s) as Box<dyn FrameSource>)
+            .map_err(SourceError::from)
+    })
 }
 
 /// The URLs a viewer can open for a server bound to `addr`.
@@ -106,11 +115,11 @@ pub fn open_to_network(listen: SocketAddr, has_users: bool) -> bool {
 }
 
 /// The RTSP server's options from the configuration.
-pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptions, String> {
+pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptions, RunError> {
     let auth = if config.rtsp_users.is_empty() {
         None
     } else {
-        let secret = random_secret().map_err(|e| format!("cannot draw a random nonce key: {e}"))?;
+        let secret = random_secret().map_err(RunError::RandomKey)?;
         Some(Arc::new(Authenticator::new(
             config.rtsp_users.clone(),
             config.rtsp_basic_auth,
@@ -166,7 +175,7 @@ fn bind_http(
     rtsp: &Option<RtspServer>,
     source: &str,
     snapshots: Option<Arc<crate::http::snapshot::Snapshots>>,
-) -> Result<Option<(crate::http::HttpServer, String)>, String> {
+) -> Result<Option<(crate::http::HttpServer, String)>, RunError> {
     use crate::http::face;
     let Some(listen) = config.http else {
         return Ok(None);
@@ -174,7 +183,10 @@ fn bind_http(
     let auth = server_options(config, listen)?.auth;
     let rtsp_urls = match rtsp {
         Some(s) => viewer_urls(
-            s.local_addr().map_err(|e| e.to_string())?,
+            s.local_addr().map_err(|source| RunError::LocalAddr {
+                what: "rtsp",
+                source,
+            })?,
             &config.rtsp_path,
         ),
         None => Vec::new(),
@@ -205,7 +217,10 @@ fn bind_http(
         with_url,
     ) {
         Ok(server) => {
-            let addr = server.local_addr().map_err(|e| e.to_string())?;
+            let addr = server.local_addr().map_err(|source| RunError::LocalAddr {
+                what: "http",
+                source,
+            })?;
             let url = face::page_urls(addr).swap_remove(0);
             let _ = page.set(url.clone());
             if open_to_network(listen, !config.rtsp_users.is_empty()) {
@@ -231,7 +246,7 @@ fn bind_http(
 pub fn build_pipeline(
     config: &Config,
     handles: Handles,
-) -> Result<(Pipeline, SourceFormat), String> {
+) -> Result<(Pipeline, SourceFormat), RunError> {
     // A camera that is not there (yet) is not fatal: the pipeline keeps
     // trying. A command is started by the pipeline thread (its parent-death
     // signal follows that thread), and restarted after every failure.
@@ -248,11 +263,11 @@ pub fn build_pipeline(
             let mut open = camera_opener(config, path);
             match open() {
                 Ok(s) => (Some(s), Some((open, format!("camera {}", path.display())))),
-                Err(e) if e.recoverable => {
+                Err(e) if e.is_recoverable() => {
                     log::warn!("{e}; waiting for it");
                     (None, Some((open, format!("camera {}", path.display()))))
                 }
-                Err(e) => return Err(e.message),
+                Err(e) => return Err(e.into()),
             }
         }
         _ => (Some(open_source(config)?), None),
@@ -292,7 +307,7 @@ pub fn build_pipeline(
             Pipeline::reopening(open, first, name, &opts, handles, config.frames)?
         }
         (None, Some(source)) => Pipeline::new(source, &opts, handles, config.frames)?,
-        (None, None) => return Err("no source".into()),
+        (None, None) => return Err(RunError::NoSource),
     }
     .with_slate(config.width, config.height, Fraction::new(config.fps, 1));
     Ok((pipeline, fmt))
@@ -321,23 +336,23 @@ pub fn push_options(config: &Config) -> crate::push::PushOptions {
 /// What the main loop waits for.
 enum Event {
     Signal(Option<std::io::Result<async_signal::Signal>>),
-    Done(Result<(u64, Result<Ended, String>), smol::channel::RecvError>),
+    Done(Result<(u64, Result<Ended, PipelineError>), smol::channel::RecvError>),
 }
 
 /// What ended the run.
 enum End {
     Signal(i32),
-    Pipeline(Result<Ended, String>),
+    Pipeline(Result<Ended, RunError>),
 }
 
 /// Runs everything. Returns when stopped; the error is a runtime failure.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: Config) -> Result<(), RunError> {
     run_reloadable(config, None)
 }
 
 /// [`run`], with SIGHUP reloading the configuration from `cli` (its
 /// `--config` file, then its flags, as at startup).
-pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
+pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), RunError> {
     // First of all, so a signal during startup still stops cleanly (an
     // unhandled SIGTERM, SIGUSR1 or SIGHUP would kill the process).
     let mut signals = async_signal::Signals::new([
@@ -346,7 +361,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
         async_signal::Signal::Usr1,
         async_signal::Signal::Hup,
     ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    .map_err(RunError::Signals)?;
     if config.rtsp.is_some() {
         raise_fd_limit(config.max_connections as u64 + 64);
     }
@@ -354,7 +369,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
     let push_targets = config
         .push
         .iter()
-        .map(|url| crate::push::PushTarget::parse(url).map_err(|e| format!("--push: {e}")))
+        .map(|url| crate::push::PushTarget::parse(url).map_err(RunError::PushTarget))
         .collect::<Result<Vec<_>, _>>()?;
     let keyframes = Arc::new(KeyframeRequest::with_budget(
         config.keyframe_burst,
@@ -383,7 +398,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
     let server = match config.rtsp {
         Some(listen) => {
             let server = RtspServer::bind(server_options(&config, listen)?, fanout.clone())
-                .map_err(|e| format!("cannot serve RTSP on {listen}: {e}"))?;
+                .map_err(|source| RunError::Rtsp { listen, source })?;
             if open_to_network(listen, !config.rtsp_users.is_empty()) {
                 log::warn!(
                     "rtsp: listening on {listen} without authentication: anyone who can reach this \
@@ -411,7 +426,10 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
     );
     let ready_status = match &server {
         Some(s) => {
-            let addr = s.local_addr().map_err(|e| e.to_string())?;
+            let addr = s.local_addr().map_err(|source| RunError::LocalAddr {
+                what: "rtsp",
+                source,
+            })?;
             let urls = viewer_urls(addr, &config.rtsp_path);
             let udp = s
                 .udp_ports()
@@ -448,7 +466,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
         .iter()
         .map(|t| PushRun::start(t, &push_options(&config), &fanout, &health))
         .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+        .map_err(RunError::PushTls)?;
     let (done_tx, done_rx) = smol::channel::bounded(4);
     let mut pipe = PipelineThread::spawn(pipeline, pipe_stop, 0, done_tx.clone())?;
     let control = server.as_ref().map(|s| s.control());
@@ -548,19 +566,21 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
                     break loop {
                         // No more signals: wait for the pipeline alone.
                         match done_rx.recv().await {
-                            Ok((g, result)) if g == pipe.generation => break End::Pipeline(result),
+                            Ok((g, result)) if g == pipe.generation => {
+                                break End::Pipeline(result.map_err(RunError::from));
+                            }
                             Ok(_) => {}
-                            Err(_) => break End::Pipeline(Err("the encoder thread died".into())),
+                            Err(_) => break End::Pipeline(Err(RunError::EncoderDied)),
                         }
                     };
                 }
                 Event::Done(Ok((generation, result))) if generation == pipe.generation => {
-                    break End::Pipeline(result);
+                    break End::Pipeline(result.map_err(RunError::from));
                 }
                 // A pipeline replaced by a reload reporting its end.
                 Event::Done(Ok(_)) => {}
                 Event::Done(Err(_)) => {
-                    break End::Pipeline(Err("the encoder thread died".into()));
+                    break End::Pipeline(Err(RunError::EncoderDied));
                 }
             }
         };
@@ -576,8 +596,8 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
         }
         notifier.stopping("stopping");
         let joined = pipe.stop().await;
-        Ok::<_, String>((end, joined))
-    })?;
+        (end, joined)
+    });
     let (result, joined) = result;
     match result {
         End::Signal(sig) => {
@@ -624,8 +644,11 @@ impl StatusThread {
         let button = config.button.as_ref().and_then(|g| {
             open_gpio(g, false, "privacy button")
                 .and_then(|pin| {
-                    PrivacyButton::new(pin, g.active_low)
-                        .map_err(|e| format!("privacy button: {g}: {e}"))
+                    PrivacyButton::new(pin, g.active_low).map_err(|e| GpioError {
+                        what: "privacy button",
+                        line: g.clone(),
+                        kind: GpioErrorKind::Pin(e),
+                    })
                 })
                 .inspect_err(|e| log::warn!("{e}; running without it"))
                 .ok()
@@ -665,19 +688,23 @@ impl Drop for StatusThread {
 fn open_gpio(
     g: &GpioLine,
     output: bool,
-    what: &str,
-) -> Result<linux_embedded_hal::CdevPin, String> {
+    what: &'static str,
+) -> Result<linux_embedded_hal::CdevPin, GpioError> {
     use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
-    let fail = |e: &dyn std::fmt::Display| format!("{what}: {g}: {e}");
-    let mut chip = Chip::new(&g.chip).map_err(|e| fail(&e))?;
+    let error = |kind| GpioError {
+        what,
+        line: g.clone(),
+        kind,
+    };
+    let fail = |e| error(GpioErrorKind::Cdev(e));
+    let mut chip = Chip::new(&g.chip).map_err(fail)?;
     if g.line >= chip.num_lines() {
-        return Err(fail(&format_args!(
-            "{} has lines 0 to {}",
-            chip.name(),
-            chip.num_lines().saturating_sub(1)
-        )));
+        return Err(error(GpioErrorKind::NoSuchLine {
+            chip: chip.name().to_string(),
+            lines: chip.num_lines(),
+        }));
     }
-    let line = chip.get_line(g.line).map_err(|e| fail(&e))?;
+    let line = chip.get_line(g.line).map_err(fail)?;
     let handle = if output {
         line.request(
             LineRequestFlags::OUTPUT,
@@ -687,8 +714,8 @@ fn open_gpio(
     } else {
         line.request(LineRequestFlags::INPUT, 0, "edgestream")
     }
-    .map_err(|e| fail(&e))?;
-    linux_embedded_hal::CdevPin::new(handle).map_err(|e| fail(&e))
+    .map_err(fail)?;
+    linux_embedded_hal::CdevPin::new(handle).map_err(fail)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! Chroma is subsampled vertically by averaging each pair of rows (rounding
 //! up, like libyuv); an odd last row keeps its own chroma.
 
+use std::fmt;
+
 use crate::media::{PixelFormat, Planar};
 
 /// A reused I420 picture: planes contiguous, luma stride = width, chroma
@@ -89,6 +91,110 @@ const UYVY: Order = Order {
     y1: 3,
 };
 
+/// A picture's format and size, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Picture {
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl fmt::Display for Picture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}x{}", self.format, self.width, self.height)
+    }
+}
+
+/// Why a picture could not be converted to I420.
+#[derive(Debug)]
+pub enum ConvertError {
+    /// `packed_to_i420` was given a format that is not packed 4:2:2.
+    NotPacked(PixelFormat),
+    /// Packed 4:2:2 needs an even, non-zero width (and a height).
+    OddWidth(Picture),
+    /// The line stride is shorter than a line of pixels.
+    ShortStride {
+        picture: Picture,
+        stride: usize,
+        row: usize,
+    },
+    /// The buffer is shorter than the picture.
+    ShortBuffer {
+        picture: Picture,
+        stride: usize,
+        need: usize,
+        got: usize,
+    },
+    /// The decoded 4:4:4 buffer is shorter than the picture.
+    ShortYcbcr {
+        width: u32,
+        height: u32,
+        need: usize,
+        got: usize,
+    },
+    /// The JPEG decoder refused the frame.
+    #[cfg(feature = "mjpeg")]
+    Jpeg(zune_jpeg::errors::DecodeErrors),
+    /// The JPEG headers give no size.
+    JpegWithoutSize,
+    /// The decoder's output is not 3 bytes a pixel.
+    JpegNotYcbcr {
+        width: usize,
+        height: usize,
+        output: usize,
+    },
+}
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotPacked(format) => write!(f, "{format} is not a packed 4:2:2 format"),
+            Self::OddWidth(p) => write!(f, "{p}: the width must be even and not 0"),
+            Self::ShortStride {
+                picture,
+                stride,
+                row,
+            } => write!(f, "{picture}: stride {stride} is less than {row} bytes"),
+            Self::ShortBuffer {
+                picture,
+                stride,
+                need,
+                got,
+            } => write!(
+                f,
+                "{picture} (stride {stride}) needs {need} bytes, got {got}"
+            ),
+            Self::ShortYcbcr {
+                width,
+                height,
+                need,
+                got,
+            } => write!(f, "YCbCr {width}x{height} needs {need} bytes, got {got}"),
+            #[cfg(feature = "mjpeg")]
+            Self::Jpeg(e) => write!(f, "bad JPEG frame: {e:?}"),
+            Self::JpegWithoutSize => f.write_str("JPEG frame without a size"),
+            Self::JpegNotYcbcr {
+                width,
+                height,
+                output,
+            } => write!(
+                f,
+                "JPEG frame {width}x{height} is not YCbCr (decoder output {output} bytes)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConvertError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            #[cfg(feature = "mjpeg")]
+            Self::Jpeg(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Converts a packed 4:2:2 picture (`Yuyv` or `Uyvy`, rows `stride` bytes
 /// apart) into `out`, which is resized to fit.
 pub fn packed_to_i420(
@@ -98,30 +204,36 @@ pub fn packed_to_i420(
     stride: usize,
     src: &[u8],
     out: &mut I420Buffer,
-) -> Result<(), String> {
+) -> Result<(), ConvertError> {
     let order = match format {
         PixelFormat::Yuyv => YUYV,
         PixelFormat::Uyvy => UYVY,
-        other => return Err(format!("{other} is not a packed 4:2:2 format")),
+        other => return Err(ConvertError::NotPacked(other)),
+    };
+    let picture = Picture {
+        format,
+        width,
+        height,
     };
     if width % 2 != 0 || width == 0 || height == 0 {
-        return Err(format!(
-            "{format} {width}x{height}: the width must be even and not 0"
-        ));
+        return Err(ConvertError::OddWidth(picture));
     }
     let (w, h) = (width as usize, height as usize);
     if stride < 2 * w {
-        return Err(format!(
-            "{format} {width}x{height}: stride {stride} is less than {} bytes",
-            2 * w
-        ));
+        return Err(ConvertError::ShortStride {
+            picture,
+            stride,
+            row: 2 * w,
+        });
     }
     let need = stride * (h - 1) + 2 * w;
     if src.len() < need {
-        return Err(format!(
-            "{format} {width}x{height} (stride {stride}) needs {need} bytes, got {}",
-            src.len()
-        ));
+        return Err(ConvertError::ShortBuffer {
+            picture,
+            stride,
+            need,
+            got: src.len(),
+        });
     }
     out.resize(width, height);
     let cw = w / 2;
@@ -203,14 +315,15 @@ pub fn ycbcr444_to_i420(
     height: u32,
     src: &[u8],
     out: &mut I420Buffer,
-) -> Result<(), String> {
+) -> Result<(), ConvertError> {
     let (w, h) = (width as usize, height as usize);
     if src.len() < 3 * w * h {
-        return Err(format!(
-            "YCbCr {width}x{height} needs {} bytes, got {}",
-            3 * w * h,
-            src.len()
-        ));
+        return Err(ConvertError::ShortYcbcr {
+            width,
+            height,
+            need: 3 * w * h,
+            got: src.len(),
+        });
     }
     out.resize(width, height);
     let cw = w.div_ceil(2);
@@ -254,7 +367,11 @@ impl MjpegDecoder {
     }
 
     /// Decodes one JPEG into `out`; returns its size.
-    pub fn decode(&mut self, jpeg: &[u8], out: &mut I420Buffer) -> Result<(u32, u32), String> {
+    pub fn decode(
+        &mut self,
+        jpeg: &[u8],
+        out: &mut I420Buffer,
+    ) -> Result<(u32, u32), ConvertError> {
         use zune_jpeg::JpegDecoder;
         use zune_jpeg::zune_core::bytestream::ZCursor;
         use zune_jpeg::zune_core::colorspace::ColorSpace;
@@ -265,24 +382,22 @@ impl MjpegDecoder {
             .set_max_width(8192)
             .set_max_height(8192);
         let mut dec = JpegDecoder::new_with_options(ZCursor::new(jpeg), options);
-        dec.decode_headers()
-            .map_err(|e| format!("bad JPEG frame: {e:?}"))?;
-        let (w, h) = dec
-            .dimensions()
-            .ok_or_else(|| "JPEG frame without a size".to_string())?;
+        dec.decode_headers().map_err(ConvertError::Jpeg)?;
+        let (w, h) = dec.dimensions().ok_or(ConvertError::JpegWithoutSize)?;
         let need = dec
             .output_buffer_size()
-            .ok_or_else(|| "JPEG frame without a size".to_string())?;
+            .ok_or(ConvertError::JpegWithoutSize)?;
         if need != 3 * w * h {
-            return Err(format!(
-                "JPEG frame {w}x{h} is not YCbCr (decoder output {need} bytes)"
-            ));
+            return Err(ConvertError::JpegNotYcbcr {
+                width: w,
+                height: h,
+                output: need,
+            });
         }
         if self.ycc.len() != need {
             self.ycc.resize(need, 0);
         }
-        dec.decode_into(&mut self.ycc)
-            .map_err(|e| format!("bad JPEG frame: {e:?}"))?;
+        dec.decode_into(&mut self.ycc).map_err(ConvertError::Jpeg)?;
         ycbcr444_to_i420(w as u32, h as u32, &self.ycc, out)?;
         Ok((w as u32, h as u32))
     }
@@ -362,13 +477,13 @@ mod tests {
         let mut out = I420Buffer::new();
         let buf = vec![0u8; 100];
         let e = packed_to_i420(PixelFormat::Yuyv, 3, 2, 8, &buf, &mut out).unwrap_err();
-        assert!(e.contains("even"), "{e}");
+        assert!(e.to_string().contains("even"), "{e}");
         let e = packed_to_i420(PixelFormat::Yuyv, 8, 2, 10, &buf, &mut out).unwrap_err();
-        assert!(e.contains("stride 10"), "{e}");
+        assert!(e.to_string().contains("stride 10"), "{e}");
         let e = packed_to_i420(PixelFormat::Yuyv, 8, 8, 16, &buf, &mut out).unwrap_err();
-        assert!(e.contains("needs 128 bytes, got 100"), "{e}");
+        assert!(e.to_string().contains("needs 128 bytes, got 100"), "{e}");
         let e = packed_to_i420(PixelFormat::Nv12, 8, 2, 16, &buf, &mut out).unwrap_err();
-        assert!(e.contains("not a packed"), "{e}");
+        assert!(e.to_string().contains("not a packed"), "{e}");
     }
 
     #[test]

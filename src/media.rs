@@ -105,7 +105,7 @@ impl<'a> Planar<'a> {
         height: u32,
         stride: usize,
         data: &'a [u8],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PlanarError> {
         let h = height as usize;
         let ch = h.div_ceil(2);
         let (strides, sizes) = match format {
@@ -114,17 +114,21 @@ impl<'a> Planar<'a> {
                 ([stride, cs, cs], [stride * h, cs * ch, cs * ch])
             }
             PixelFormat::Nv12 => ([stride, stride, 0], [stride * h, stride * ch, 0]),
-            other => return Err(format!("{other} is not a planar 4:2:0 format")),
+            other => return Err(PlanarError::NotPlanar(other)),
         };
         if stride < width as usize {
-            return Err(format!("stride {stride} is less than the width {width}"));
+            return Err(PlanarError::ShortStride { stride, width });
         }
         let need: usize = sizes.iter().sum();
         if data.len() < need {
-            return Err(format!(
-                "{format} {width}x{height} (stride {stride}) needs {need} bytes, the buffer has {}",
-                data.len()
-            ));
+            return Err(PlanarError::ShortBuffer {
+                format,
+                width,
+                height,
+                stride,
+                need,
+                got: data.len(),
+            });
         }
         let (y, rest) = data.split_at(sizes[0]);
         let (u, rest) = rest.split_at(sizes[1]);
@@ -138,6 +142,48 @@ impl<'a> Planar<'a> {
         })
     }
 }
+
+/// Why a buffer cannot be seen as a planar picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanarError {
+    /// The format is not I420 or NV12.
+    NotPlanar(PixelFormat),
+    /// The line stride is shorter than the width.
+    ShortStride { stride: usize, width: u32 },
+    /// The buffer is shorter than the picture.
+    ShortBuffer {
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        stride: usize,
+        need: usize,
+        got: usize,
+    },
+}
+
+impl fmt::Display for PlanarError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotPlanar(other) => write!(f, "{other} is not a planar 4:2:0 format"),
+            Self::ShortStride { stride, width } => {
+                write!(f, "stride {stride} is less than the width {width}")
+            }
+            Self::ShortBuffer {
+                format,
+                width,
+                height,
+                stride,
+                need,
+                got,
+            } => write!(
+                f,
+                "{format} {width}x{height} (stride {stride}) needs {need} bytes, the buffer has {got}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PlanarError {}
 
 /// What a source hands the encoder for one frame.
 #[derive(Debug, Clone, Copy)]

@@ -26,7 +26,9 @@ use crate::stats::PipelineStats;
 pub use crate::reopen::{RETRY_MAX, RETRY_MIN};
 
 mod coder;
+mod error;
 use coder::{Coded, Coder};
+pub use error::{PipelineError, PipelineErrorKind};
 
 /// How often the loop looks at the stop and privacy flags while it waits.
 const IDLE_TICK: Duration = Duration::from_millis(50);
@@ -160,7 +162,7 @@ impl Pipeline {
         opts: &EncodeOptions,
         handles: Handles,
         frame_limit: Option<u64>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PipelineError> {
         let f = source.format().clone();
         let mut p = Self::with_input(
             Input::Fixed(source),
@@ -185,7 +187,7 @@ impl Pipeline {
         opts: &EncodeOptions,
         handles: Handles,
         frame_limit: Option<u64>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PipelineError> {
         let format = first.as_ref().map(|s| s.format().clone());
         let mut p = Self::with_input(
             Input::Reopen {
@@ -240,7 +242,7 @@ impl Pipeline {
     }
 
     /// Runs until stopped, the frame limit, the end of the source, or an error.
-    pub fn run(mut self) -> Result<Ended, String> {
+    pub fn run(mut self) -> Result<Ended, PipelineError> {
         let kf = self.handles.fanout.keyframe_request().clone();
         let mut st = RunState::new(self.handles.health.source());
         loop {
@@ -365,7 +367,7 @@ impl Pipeline {
 
     /// Opens the camera (the policy says it is time), or for a fixed
     /// source, resumes reading after the privacy pause.
-    fn open(&mut self, st: &mut RunState, now: Duration) -> Result<(), String> {
+    fn open(&mut self, st: &mut RunState, now: Duration) -> Result<(), PipelineError> {
         let Input::Reopen { open, current, .. } = &mut self.input else {
             self.policy.opened(now);
             st.force_next = true;
@@ -388,25 +390,26 @@ impl Pipeline {
                     f.fps
                 );
                 self.coder.prepare(&f).inspect_err(|e| {
-                    health.set_source(SourceState::Fault, Some(e.clone()));
+                    health.set_source(SourceState::Fault, Some(e.to_string()));
                 })
             }
-            Err(e) if e.recoverable => {
+            Err(e) if e.is_recoverable() => {
                 let delay = self.policy.open_failed(now);
                 st.fault_since.get_or_insert_with(Instant::now);
-                let detail = format!("{e}, retrying in {}", secs(delay));
-                if st.reported != SourceState::Fault || e.message != st.last_error {
+                let message = e.to_string();
+                let detail = format!("{message}, retrying in {}", secs(delay));
+                if st.reported != SourceState::Fault || message != st.last_error {
                     log::warn!("{detail}");
                 } else {
                     log::debug!("{detail}");
                 }
                 st.report(health, SourceState::Fault, Some(detail));
-                st.last_error = e.message;
+                st.last_error = message;
                 Ok(())
             }
             Err(e) => {
-                health.set_source(SourceState::Fault, Some(e.message.clone()));
-                Err(e.message)
+                health.set_source(SourceState::Fault, Some(e.to_string()));
+                Err(e.into())
             }
         }
     }
@@ -436,7 +439,7 @@ impl Pipeline {
         kf: &KeyframeRequest,
         reason: SlateReason,
         idr: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), PipelineError> {
         let Some(slate) = &mut self.slate else {
             return Ok(());
         };
@@ -458,7 +461,7 @@ impl Pipeline {
         slate.draw(reason, SystemTime::now());
         let pts = st.monotonic(crate::clock::monotonic_now());
         let force = idr || kf.should_force(pts);
-        let frame = slate.frame(pts).map_err(|e| e.message)?;
+        let frame = slate.frame(pts)?;
         let started = Instant::now();
         let coded = self.coder.code(frame, pts, force, &format.description)?;
         if let Coded::Frame(f) = coded {
@@ -470,28 +473,25 @@ impl Pipeline {
     }
 
     /// A camera that failed in a way waiting may fix is closed and reopened
-    /// after the backoff; anything else ends the run with the message.
-    fn source_failed(&mut self, st: &mut RunState, e: SourceError) -> Result<(), String> {
+    /// after the backoff; anything else ends the run with the error (which
+    /// names the source).
+    fn source_failed(&mut self, st: &mut RunState, e: SourceError) -> Result<(), PipelineError> {
         let health = &self.handles.health;
         if let Input::Reopen { current, .. } = &mut self.input {
-            if e.recoverable {
+            if e.is_recoverable() {
                 *current = None;
                 let delay = self.policy.failed(crate::clock::monotonic_now());
                 st.fault_since = Some(Instant::now());
-                let detail = format!("{e}, retrying in {}", secs(delay));
+                let message = e.to_string();
+                let detail = format!("{message}, retrying in {}", secs(delay));
                 log::warn!("{detail}");
                 st.report(health, SourceState::Fault, Some(detail));
-                st.last_error = e.message;
+                st.last_error = message;
                 return Ok(());
             }
         }
-        let msg = if e.message.starts_with(&st.description) {
-            e.message
-        } else {
-            format!("{}: {}", st.description, e.message)
-        };
-        health.set_source(SourceState::Fault, Some(msg.clone()));
-        Err(msg)
+        health.set_source(SourceState::Fault, Some(e.to_string()));
+        Err(e.into())
     }
 
     /// Publishes a coded frame; `from_source`: a camera frame (not the

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::app::RunError;
 use crate::config::{Cli, Config};
 use crate::fanout::Fanout;
 use crate::health::{Health, PushHealth};
-use crate::pipeline::{Ended, Handles, Pipeline};
+use crate::pipeline::{Ended, Handles, Pipeline, PipelineError};
 use crate::push::{PushOptions, PushTarget, Pushers, TlsSetupError};
 use crate::rtsp::ServerControl;
 use crate::stats::PipelineStats;
@@ -123,14 +124,14 @@ pub fn reread(cli: Option<&Cli>) -> Option<Config> {
 const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where a pipeline thread reports its end: (generation, result).
-pub type Done = smol::channel::Sender<(u64, Result<Ended, String>)>;
+pub type Done = smol::channel::Sender<(u64, Result<Ended, PipelineError>)>;
 
 /// The capture/encode thread of one pipeline generation (a reload that
 /// restarts the pipeline starts the next one).
 pub struct PipelineThread {
     pub generation: u64,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Result<Ended, String>>>,
+    thread: Option<std::thread::JoinHandle<Result<Ended, PipelineError>>>,
 }
 
 impl PipelineThread {
@@ -140,7 +141,7 @@ impl PipelineThread {
         stop: Arc<AtomicBool>,
         generation: u64,
         done: Done,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RunError> {
         let thread = std::thread::Builder::new()
             .name("capture-encode".into())
             .spawn(move || {
@@ -148,7 +149,7 @@ impl PipelineThread {
                 let _ = done.send_blocking((generation, result.clone()));
                 result
             })
-            .map_err(|e| format!("cannot start the encoder thread: {e}"))?;
+            .map_err(RunError::SpawnEncoder)?;
         Ok(Self {
             generation,
             stop,
@@ -157,14 +158,15 @@ impl PipelineThread {
     }
 
     /// Stops the loop and waits for the thread (off the async threads).
-    pub async fn stop(&mut self) -> Result<Ended, String> {
+    pub async fn stop(&mut self) -> Result<Ended, RunError> {
         self.stop.store(true, Ordering::Relaxed);
         let Some(thread) = self.thread.take() else {
             return Ok(Ended::Stopped);
         };
         smol::unblock(move || thread.join())
             .await
-            .unwrap_or_else(|_| Err("the encoder thread panicked".into()))
+            .map_err(|_| RunError::EncoderPanicked)?
+            .map_err(RunError::from)
     }
 }
 
@@ -214,7 +216,7 @@ impl Reload<'_> {
         old: &Config,
         new: &Config,
         pipe: &mut PipelineThread,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunError> {
         let plan = plan(old, new);
         if plan.is_empty() {
             log::info!("SIGHUP: configuration reread, nothing changed");
@@ -274,10 +276,7 @@ impl Reload<'_> {
             .await;
             match stopped {
                 None => {
-                    return Err(format!(
-                        "SIGHUP: the pipeline did not stop within {} s to restart; exiting",
-                        STOP_LIMIT.as_secs()
-                    ));
+                    return Err(RunError::ReloadStuck(STOP_LIMIT));
                 }
                 Some(Err(e)) => log::warn!("SIGHUP: the old pipeline ended with: {e}"),
                 Some(Ok(_)) => {}
@@ -306,7 +305,7 @@ impl Reload<'_> {
 }
 
 impl Reload<'_> {
-    fn start_pipeline(&self, config: &Config, generation: u64) -> Result<PipelineThread, String> {
+    fn start_pipeline(&self, config: &Config, generation: u64) -> Result<PipelineThread, RunError> {
         let stop = Arc::new(AtomicBool::new(false));
         let handles = Handles {
             fanout: self.fanout.clone(),

@@ -45,8 +45,8 @@ pub enum EncodeError {
     Input(String),
     /// `x264_encoder_encode` failed.
     Encode(i32),
-    /// The output could not be indexed (see [`crate::media::FrameError`]).
-    Output(String),
+    /// The output could not be indexed.
+    Output(crate::media::FrameError),
 }
 
 impl fmt::Display for EncodeError {
@@ -60,7 +60,14 @@ impl fmt::Display for EncodeError {
     }
 }
 
-impl std::error::Error for EncodeError {}
+impl std::error::Error for EncodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Output(e) => Some(e),
+            Self::Open(_) | Self::Input(_) | Self::Encode(_) => None,
+        }
+    }
+}
 
 /// Called by the C shim with each finished x264 log line.
 extern "C" fn log_line(level: c_int, line: *const c_char) {
@@ -346,7 +353,7 @@ impl Encoder {
         self.seq += 1;
         EncodedFrame::from_annex_b(data, pts, seq)
             .map(Some)
-            .map_err(|e| EncodeError::Output(e.to_string()))
+            .map_err(EncodeError::Output)
     }
 
     fn capture_time(&mut self, x264_pts: i64) -> Duration {

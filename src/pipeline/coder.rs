@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{EncodeOptions, Handles, keyint_frames};
+use super::{EncodeOptions, Handles, PipelineError, PipelineErrorKind, keyint_frames};
 use crate::convert::{self, I420Buffer};
 use crate::encode::threads::{EncodeTimer, ThreadPolicy};
 use crate::encode::{Encoder, EncoderSettings};
@@ -87,7 +87,7 @@ impl Coder {
     /// An encoder is kept when only the source's pixel format changes but
     /// x264 takes the same input (a YUYV camera and the I420 slate): no new
     /// SPS/PPS for the viewers then.
-    pub(super) fn prepare(&mut self, f: &SourceFormat) -> Result<(), String> {
+    pub(super) fn prepare(&mut self, f: &SourceFormat) -> Result<(), PipelineError> {
         let same = |c: &SourceFormat| {
             (c.width, c.height, c.fps) == (f.width, f.height, f.fps)
                 && (c.pixel_format == f.pixel_format
@@ -116,10 +116,11 @@ impl Coder {
             return Ok(());
         }
         let Some(input) = x264_input(f.pixel_format) else {
-            return Err(format!(
-                "{}: {} input is not supported in this build",
-                f.description, f.pixel_format
-            ));
+            return Err(PipelineErrorKind::Unsupported {
+                source: f.description.clone(),
+                format: f.pixel_format,
+            }
+            .into());
         };
         let settings = EncoderSettings {
             width: f.width,
@@ -133,7 +134,7 @@ impl Coder {
         self.keyint = settings.keyint;
         // Close the old encoder before opening the new one (memory).
         self.kind = CoderKind::None;
-        let encoder = Encoder::open(settings.clone()).map_err(|e| e.to_string())?;
+        let encoder = Encoder::open(settings.clone()).map_err(PipelineErrorKind::OpenEncoder)?;
         let params = encoder.parameter_sets().clone();
         log::info!(
             "encoder: x264 {}x{} at {} fps from {}, {} kbit/s, keyframe every {} frames, profile {} level {:.1}, {} thread{}{}",
@@ -172,7 +173,7 @@ impl Coder {
 
     /// Reopens x264 with the thread count the policy asked for, when the
     /// frame about to be coded is a keyframe anyway (forced, or the GOP's).
-    fn maybe_rethread(&mut self, force: bool) -> Result<(), String> {
+    fn maybe_rethread(&mut self, force: bool) -> Result<(), PipelineError> {
         if !matches!(self.kind, CoderKind::X264(_)) || self.rethread.is_none() {
             return Ok(());
         }
@@ -195,7 +196,7 @@ impl Coder {
         pts: Duration,
         force: bool,
         description: &str,
-    ) -> Result<Coded, String> {
+    ) -> Result<Coded, PipelineError> {
         self.maybe_rethread(force)?;
         match (&mut self.kind, frame.image) {
             (CoderKind::Passthrough { params, seq }, Image::Compressed { data, .. }) => {
@@ -249,7 +250,10 @@ impl Coder {
                             data,
                             &mut self.i420,
                         )
-                        .map_err(|e| format!("{description}: {e}"))?;
+                        .map_err(|error| PipelineErrorKind::Convert {
+                            source: description.to_string(),
+                            error,
+                        })?;
                         drop(frame);
                         self.snapshots.offer(&self.i420.planar());
                         enc.encode(&self.i420.planar(), pts, force)
@@ -268,10 +272,17 @@ impl Coder {
                         enc.encode(&self.i420.planar(), pts, force)
                     }
                     Image::Compressed { format, .. } => {
-                        return Err(format!("{description}: {format} frames cannot go to x264"));
+                        return Err(PipelineErrorKind::NotForX264 {
+                            source: description.to_string(),
+                            format,
+                        }
+                        .into());
                     }
                 };
-                let encoded = encoded.map_err(|e| format!("{description}: {e}"))?;
+                let encoded = encoded.map_err(|error| PipelineErrorKind::Encode {
+                    source: description.to_string(),
+                    error,
+                })?;
                 if let Some(p) = &mut self.auto {
                     let took = timer.elapsed(p.threads());
                     self.rethread = self.rethread.or(p.record(took));
@@ -284,10 +295,15 @@ impl Coder {
                     None => Ok(Coded::Skipped),
                 }
             }
-            (_, image) => Err(format!(
-                "{description}: no encoder for {:?}",
-                std::mem::discriminant(&image)
-            )),
+            (_, image) => Err(PipelineErrorKind::NoEncoder {
+                source: description.to_string(),
+                image: match image {
+                    Image::Planar(_) => "planar",
+                    Image::Packed { .. } => "packed",
+                    Image::Compressed { .. } => "compressed",
+                },
+            }
+            .into()),
         }
     }
 }

@@ -3,6 +3,12 @@ use crate::encode::{Encoder, EncoderSettings};
 use crate::fanout::KeyframeRequest;
 use crate::h264::ParameterSets;
 use crate::media::Image;
+use crate::source::v4l2::{CameraError, CameraErrorKind};
+
+/// What opening a camera that is not plugged in gives.
+fn not_there() -> SourceError {
+    CameraError::open("/dev/fake", std::io::Error::from_raw_os_error(libc::ENOENT)).into()
+}
 use crate::source::Pace;
 use crate::source::testsrc::TestPattern;
 
@@ -183,7 +189,7 @@ impl FrameSource for FakeCamera {
             "the previous frame's buffer was not given back before the next"
         );
         if self.fail_after.is_some_and(|n| self.n >= n) {
-            return Err(SourceError::recoverable("fake camera gone"));
+            return Err(CameraError::new("/dev/fake", CameraErrorKind::Gone).into());
         }
         std::thread::sleep(self.pace);
         let pts = crate::clock::monotonic_now();
@@ -271,7 +277,7 @@ fn reopens_a_failing_camera_and_resumes_with_a_keyframe() {
         Box::new(move || match attempts.fetch_add(1, Ordering::Relaxed) {
             // Fails after 10 frames, twice; one reopen finds nothing.
             0 | 1 => Ok(Box::new(FakeCamera::yuyv(&counters, Some(10))) as Box<dyn FrameSource>),
-            2 => Err(SourceError::recoverable("camera /dev/fake is not there")),
+            2 => Err(not_there()),
             _ => Ok(Box::new(FakeCamera::yuyv(&counters, None))),
         })
     };
@@ -348,7 +354,7 @@ fn the_slate_covers_a_missing_camera_and_follows_its_size() {
             2 => {
                 Ok(Box::new(FakeCamera::sized(&counters, Some(5), 32, 24)) as Box<dyn FrameSource>)
             }
-            _ => Err(SourceError::recoverable("camera /dev/fake is not there")),
+            _ => Err(not_there()),
         })
     };
     let mut p = Pipeline::reopening(open, None, "camera /dev/fake", &opts(), h, Some(7))
@@ -384,10 +390,14 @@ fn the_slate_covers_a_missing_camera_and_follows_its_size() {
 fn a_fatal_error_ends_the_run_with_the_message() {
     let (h, _sub) = handles();
     let health = h.health.clone();
-    let open: Opener = Box::new(|| Err(SourceError::fatal("camera /dev/x: permission denied")));
+    let open: Opener = Box::new(|| {
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        Err(CameraError::open("/dev/x", denied).into())
+    });
     let p = Pipeline::reopening(open, None, "camera /dev/x", &opts(), h, None).unwrap();
     let e = p.run().unwrap_err();
-    assert!(e.contains("permission denied"), "{e}");
+    assert!(e.to_string().contains("permission denied"), "{e}");
+    assert!(matches!(e.kind(), PipelineErrorKind::Source(_)), "{e:?}");
     assert_eq!(health.source(), SourceState::Fault);
 }
 
@@ -472,7 +482,10 @@ fn h264_camera_pipeline(
     cam.format.pixel_format = PixelFormat::H264;
     cam.compressed = aus.to_vec();
     cam.next_compressed = 3;
-    let open: Opener = Box::new(|| Err(SourceError::fatal("not reopened in this test")));
+    let open: Opener = Box::new(|| {
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        Err(CameraError::open("/dev/fake", denied).into())
+    });
     Pipeline::reopening(
         open,
         Some(Box::new(cam)),

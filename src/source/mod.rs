@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::clock;
-use crate::media::{Fraction, Frame, Image, PixelFormat, Planar};
+use crate::media::{Fraction, Frame, Image, PixelFormat, Planar, PlanarError};
 
 pub mod command;
 pub mod testsrc;
@@ -36,38 +36,103 @@ pub struct SourceFormat {
     pub description: String,
 }
 
-/// A failure to produce a frame.
+/// Whether reopening a source may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The trouble may go away by itself (a camera unplugged, busy or
+    /// stalled, a command that exited): close the source, open it again
+    /// after a backoff.
+    Reopen,
+    /// A permanent problem (a malformed file, a permission, a setting that
+    /// cannot work): the run ends.
+    Fatal,
+}
+
+/// A failure to open a source or to produce a frame. Each kind of source
+/// has its own error, which names the source (the device, the command, the
+/// file) and keeps the underlying error as its `source()`.
 #[derive(Debug)]
-pub struct SourceError {
-    pub message: String,
-    /// Whether reopening the source may help (a camera unplugged or stalled)
-    /// as opposed to a permanent problem (a malformed file).
-    pub recoverable: bool,
+pub enum SourceError {
+    /// A V4L2 camera.
+    Camera(v4l2::CameraError),
+    /// A command's output, or stdin.
+    Command(command::CommandError),
+    /// A YUV4MPEG2 file.
+    File(y4m::FileError),
+    /// The test pattern's size.
+    Pattern(testsrc::SizeError),
+    /// A buffer that does not hold the picture its format says.
+    Frame {
+        /// The source's description.
+        source: String,
+        error: PlanarError,
+    },
 }
 
 impl SourceError {
-    pub fn fatal(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            recoverable: false,
+    /// Whether reopening the source may help.
+    pub fn recovery(&self) -> Recovery {
+        match self {
+            Self::Camera(e) => e.recovery(),
+            Self::Command(e) => e.recovery(),
+            Self::File(_) | Self::Pattern(_) | Self::Frame { .. } => Recovery::Fatal,
         }
     }
 
-    pub fn recoverable(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            recoverable: true,
-        }
+    /// `recovery() == Recovery::Reopen`.
+    pub fn is_recoverable(&self) -> bool {
+        self.recovery() == Recovery::Reopen
     }
 }
 
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match self {
+            Self::Camera(e) => e.fmt(f),
+            Self::Command(e) => e.fmt(f),
+            Self::File(e) => e.fmt(f),
+            Self::Pattern(e) => e.fmt(f),
+            Self::Frame { source, error } if source.is_empty() => error.fmt(f),
+            Self::Frame { source, error } => write!(f, "{source}: {error}"),
+        }
     }
 }
 
-impl std::error::Error for SourceError {}
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Camera(e) => Some(e),
+            Self::Command(e) => Some(e),
+            Self::File(e) => Some(e),
+            Self::Pattern(e) => Some(e),
+            Self::Frame { error, .. } => Some(error),
+        }
+    }
+}
+
+impl From<v4l2::CameraError> for SourceError {
+    fn from(e: v4l2::CameraError) -> Self {
+        Self::Camera(e)
+    }
+}
+
+impl From<command::CommandError> for SourceError {
+    fn from(e: command::CommandError) -> Self {
+        Self::Command(e)
+    }
+}
+
+impl From<y4m::FileError> for SourceError {
+    fn from(e: y4m::FileError) -> Self {
+        Self::File(e)
+    }
+}
+
+impl From<testsrc::SizeError> for SourceError {
+    fn from(e: testsrc::SizeError) -> Self {
+        Self::Pattern(e)
+    }
+}
 
 /// A frame over a contiguous, tightly packed I420 buffer of `format`'s size
 /// (the test pattern's and a Y4M file's reused buffers).
@@ -83,7 +148,10 @@ pub fn i420_frame<'a>(
         format.width as usize,
         buf,
     )
-    .map_err(SourceError::fatal)?;
+    .map_err(|error| SourceError::Frame {
+        source: format.description.clone(),
+        error,
+    })?;
     Ok(Frame::new(pts, Image::Planar(planar)))
 }
 

@@ -87,12 +87,29 @@ pub struct TestPattern {
     noise: fastrand::Rng,
 }
 
+/// The test pattern's size is odd or below 16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeError {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl std::fmt::Display for SizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { width, height } = self;
+        write!(
+            f,
+            "test pattern size {width}x{height}: both must be even and at least 16"
+        )
+    }
+}
+
+impl std::error::Error for SizeError {}
+
 impl TestPattern {
-    pub fn new(width: u32, height: u32, fps: Fraction, pace: Pace) -> Result<Self, SourceError> {
+    pub fn new(width: u32, height: u32, fps: Fraction, pace: Pace) -> Result<Self, SizeError> {
         if width < 16 || height < 16 || width % 2 != 0 || height % 2 != 0 {
-            return Err(SourceError::fatal(format!(
-                "test pattern size {width}x{height}: both must be even and at least 16"
-            )));
+            return Err(SizeError { width, height });
         }
         let (w, cw) = (width as usize, width as usize / 2);
         let bar = |x: usize, period: usize| BARS[x * 8 / period];

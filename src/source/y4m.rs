@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{FrameSource, Pace, Pacer, SourceError, SourceFormat, i420_frame};
 use crate::media::{Fraction, Frame, PixelFormat};
@@ -16,6 +16,7 @@ const MAX_LINE: usize = 1024;
 
 pub struct Y4mFile {
     format: SourceFormat,
+    path: PathBuf,
     pacer: Pacer,
     reader: BufReader<File>,
     buf: Vec<u8>,
@@ -130,19 +131,75 @@ fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<b
     Ok(true)
 }
 
+/// What went wrong reading a YUV4MPEG2 file.
+#[derive(Debug)]
+pub enum FileErrorKind {
+    Open(std::io::Error),
+    Empty,
+    Read(std::io::Error),
+    Header(HeaderError),
+    NoFrameMarker,
+    /// The frame's bytes end early: the file is truncated.
+    CutShort(std::io::Error),
+}
+
+/// A YUV4MPEG2 file that cannot be read: which file, which frame, why.
+#[derive(Debug)]
+pub struct FileError {
+    pub file: PathBuf,
+    /// The frame being read (`None`: opening the file).
+    pub frame: Option<u64>,
+    pub kind: FileErrorKind,
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.file.display();
+        match (&self.kind, self.frame) {
+            (FileErrorKind::Open(e), _) => write!(f, "cannot open {name}: {e}"),
+            (FileErrorKind::Empty, _) => write!(f, "{name} is empty"),
+            (FileErrorKind::Read(e), None) => write!(f, "{name}: {e}"),
+            (FileErrorKind::Header(e), _) => write!(f, "{name}: {e}"),
+            (FileErrorKind::Read(e), Some(n)) => write!(f, "file {name}: frame {n}: {e}"),
+            (FileErrorKind::NoFrameMarker, n) => {
+                write!(f, "file {name}: frame {}: no FRAME marker", n.unwrap_or(0))
+            }
+            (FileErrorKind::CutShort(e), n) => write!(
+                f,
+                "file {name}: frame {} is cut short ({e}); the file is truncated",
+                n.unwrap_or(0)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            FileErrorKind::Open(e) | FileErrorKind::Read(e) | FileErrorKind::CutShort(e) => Some(e),
+            FileErrorKind::Header(e) => Some(e),
+            FileErrorKind::Empty | FileErrorKind::NoFrameMarker => None,
+        }
+    }
+}
+
 impl Y4mFile {
-    pub fn open(path: &Path, pace: Pace) -> Result<Self, SourceError> {
+    pub fn open(path: &Path, pace: Pace) -> Result<Self, FileError> {
         let name = path.display();
-        let file =
-            File::open(path).map_err(|e| SourceError::fatal(format!("cannot open {name}: {e}")))?;
+        let fail = |kind| FileError {
+            file: path.to_path_buf(),
+            frame: None,
+            kind,
+        };
+        let file = File::open(path).map_err(|e| fail(FileErrorKind::Open(e)))?;
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut line = Vec::new();
         match read_line(&mut reader, &mut line) {
             Ok(true) => {}
-            Ok(false) => return Err(SourceError::fatal(format!("{name} is empty"))),
-            Err(e) => return Err(SourceError::fatal(format!("{name}: {e}"))),
+            Ok(false) => return Err(fail(FileErrorKind::Empty)),
+            Err(e) => return Err(fail(FileErrorKind::Read(e))),
         }
-        let hdr = parse_header(&line).map_err(|e| SourceError::fatal(format!("{name}: {e}")))?;
+        let hdr = parse_header(&line).map_err(|e| fail(FileErrorKind::Header(e)))?;
         let size = hdr.width as usize * hdr.height as usize * 3 / 2;
         Ok(Self {
             format: SourceFormat {
@@ -152,6 +209,7 @@ impl Y4mFile {
                 pixel_format: PixelFormat::I420,
                 description: format!("file {name}"),
             },
+            path: path.to_path_buf(),
             pacer: Pacer::new(hdr.fps, pace),
             reader,
             buf: vec![0; size],
@@ -168,17 +226,20 @@ impl FrameSource for Y4mFile {
 
     fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError> {
         let n = self.frames;
+        let fail = |kind| FileError {
+            file: self.path.clone(),
+            frame: Some(n),
+            kind,
+        };
         match read_line(&mut self.reader, &mut self.line) {
             Ok(false) => return Ok(None),
             Ok(true) if self.line.starts_with(b"FRAME") => {}
-            Ok(true) => return Err(SourceError::fatal(format!("frame {n}: no FRAME marker"))),
-            Err(e) => return Err(SourceError::fatal(format!("frame {n}: {e}"))),
+            Ok(true) => return Err(fail(FileErrorKind::NoFrameMarker).into()),
+            Err(e) => return Err(fail(FileErrorKind::Read(e)).into()),
         }
-        self.reader.read_exact(&mut self.buf).map_err(|e| {
-            SourceError::fatal(format!(
-                "frame {n} is cut short ({e}); the file is truncated"
-            ))
-        })?;
+        if let Err(e) = self.reader.read_exact(&mut self.buf) {
+            return Err(fail(FileErrorKind::CutShort(e)).into());
+        }
         self.frames += 1;
         let (_, pts) = self.pacer.wait_next();
         i420_frame(&self.format, &self.buf, pts).map(Some)

@@ -3,17 +3,17 @@
 //! [`super::policy::Stopper`]) and reaped.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::error::{CommandError, CommandErrorKind, Exit};
 use super::policy::{self, LineDecision, LineLimiter, StopStep, Stopper};
 use super::sys;
 use crate::clock::monotonic_now;
-use crate::source::SourceError;
 
 /// Longest stderr line logged (longer ones are cut).
 const MAX_LINE: usize = 512;
@@ -30,11 +30,23 @@ pub(super) struct Supervised {
 
 /// The message for a child whose output ended: its exit status if it has
 /// exited within the grace period, and its last stderr line.
-pub(super) fn exit_message(name: &str, sup: Option<&mut Supervised>, what: &str) -> String {
+pub(super) fn exit_error(
+    name: &str,
+    sup: Option<&mut Supervised>,
+    what: &'static str,
+) -> CommandError {
+    let ended = |exit, last_words| {
+        CommandError::new(
+            name,
+            CommandErrorKind::Ended {
+                exit,
+                what,
+                last_words,
+            },
+        )
+    };
     let Some(sup) = sup else {
-        return format!("{name}: the stream ended {what}")
-            .trim_end()
-            .to_string();
+        return ended(Exit::Stream, String::new());
     };
     // Wait (without reaping) for the leader to exit, clear the rest of
     // its group while its zombie still holds the group id, then reap it.
@@ -55,19 +67,11 @@ pub(super) fn exit_message(name: &str, sup: Option<&mut Supervised>, what: &str)
         }
     };
     let last = sup.last_words.lock().map(|l| l.clone()).unwrap_or_default();
-    let how = match status {
-        Some(s) => format!("exited ({s})"),
-        None => "closed its output".into(),
+    let exit = match status {
+        Some(s) => Exit::Exited(s),
+        None => Exit::Closed,
     };
-    let mut msg = format!("{name}: {how}");
-    if !what.is_empty() {
-        msg.push(' ');
-        msg.push_str(what);
-    }
-    if !last.is_empty() {
-        msg.push_str(&format!("; its last words: {last}"));
-    }
-    msg
+    ended(exit, last)
 }
 
 /// Starts `cmd` in its own process group, stdout and stderr piped.
@@ -76,7 +80,7 @@ pub(super) fn spawn(
     args: &[String],
     name: &str,
     grace: Duration,
-) -> Result<(File, Supervised), SourceError> {
+) -> Result<(File, Supervised), CommandError> {
     let mut c = Command::new(cmd);
     c.args(args)
         .stdin(Stdio::null())
@@ -84,16 +88,9 @@ pub(super) fn spawn(
         .stderr(Stdio::piped())
         .process_group(0);
     sys::terminate_with_parent(&mut c);
-    let mut child = c.spawn().map_err(|e| {
-        SourceError::recoverable(match e.kind() {
-            io::ErrorKind::NotFound => format!(
-                "{name}: cannot start `{cmd}`: command not found (install it, or give its full path)"
-            ),
-            io::ErrorKind::PermissionDenied => {
-                format!("{name}: cannot start `{cmd}`: permission denied (not executable?)")
-            }
-            _ => format!("{name}: cannot start `{cmd}`: {e}"),
-        })
+    let mut child = c.spawn().map_err(|source| {
+        let command = cmd.to_string();
+        CommandError::new(name, CommandErrorKind::Spawn { command, source })
     })?;
     let last_words = Arc::new(Mutex::new(String::new()));
     if let Some(err) = child.stderr.take() {
@@ -114,7 +111,7 @@ pub(super) fn spawn(
             last_words,
         };
         stop(&mut sup);
-        return Err(SourceError::fatal(format!("{name}: no stdout pipe")));
+        return Err(CommandError::new(name, CommandErrorKind::NoStdout));
     };
     let fd = OwnedFd::from(out);
     sys::grow_pipe(fd.as_fd(), 1 << 20);

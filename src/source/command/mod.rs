@@ -29,13 +29,15 @@ use crate::h264_split::AccessUnitSplitter;
 use crate::media::{Fraction, Frame, Image, PixelFormat, Planar};
 
 mod child;
+mod error;
 mod pipe;
 pub mod policy;
 pub mod stream;
 #[allow(unsafe_code)]
 mod sys;
 
-use child::{Supervised, exit_message, spawn};
+use child::{Supervised, exit_error, spawn};
+pub use error::{CommandError, CommandErrorKind, Exit};
 use pipe::{Pipe, ReadError};
 use policy::{Timeouts, Watchdog};
 pub use stream::StreamFormat;
@@ -109,7 +111,7 @@ pub fn display_name(argv: &[String]) -> String {
 impl CommandSource {
     /// Starts the command (or takes stdin) and, if the format must be
     /// recognised or is y4m, waits for the first bytes.
-    pub fn open(s: &Settings) -> Result<Self, SourceError> {
+    pub fn open(s: &Settings) -> Result<Self, CommandError> {
         let name = display_name(&s.argv);
         let fps_interval = s.fps.frame_duration();
         let timeouts = Timeouts::for_frame_interval(fps_interval);
@@ -119,9 +121,10 @@ impl CommandSource {
                 (file, Some(sup))
             }
             None => {
-                let fd = io::stdin().as_fd().try_clone_to_owned().map_err(|e| {
-                    SourceError::fatal(format!("stdin: cannot take it as a source: {e}"))
-                })?;
+                let fd = io::stdin()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| CommandError::new(&name, CommandErrorKind::Stdin(e)))?;
                 (File::from(fd), None)
             }
         };
@@ -137,9 +140,8 @@ impl CommandSource {
         let mut width = s.width;
         let mut height = s.height;
         let mut fps = s.fps;
-        let eof = |sup: &mut Option<Supervised>, what: &str| {
-            SourceError::recoverable(exit_message(&name, sup.as_mut(), what))
-        };
+        let eof = |sup: &mut Option<Supervised>, what| exit_error(&name, sup.as_mut(), what);
+        let fail = |kind| CommandError::new(&name, kind);
         let mut sup = supervised;
         let format = match s.format {
             Some(f) => f,
@@ -147,25 +149,21 @@ impl CommandSource {
                 Ok(first) if first.len() < DETECT_BYTES && detect(first).is_none() => {
                     return Err(eof(&mut sup, "before sending a picture"));
                 }
-                Ok(first) => detect(first).ok_or_else(|| {
-                    SourceError::fatal(format!(
-                        "{name}: its output is neither YUV4MPEG2, H.264 nor MJPEG; for raw pictures set \
-                         source-format = \"i420\", \"nv12\" or \"yuyv\" (and size)"
-                    ))
-                })?,
+                Ok(first) => detect(first).ok_or_else(|| fail(CommandErrorKind::Unrecognized))?,
                 Err(ReadError::Eof) => return Err(eof(&mut sup, "before sending a picture")),
-                Err(ReadError::Source(e)) => return Err(e),
+                Err(ReadError::Failed(e)) => return Err(e),
             },
         };
         let framing = match format {
             StreamFormat::I420 | StreamFormat::Nv12 | StreamFormat::Yuyv => {
                 let stride = s.stride.unwrap_or(format.min_stride(s.width));
                 if stride < format.min_stride(s.width) {
-                    return Err(SourceError::fatal(format!(
-                        "source-stride {stride} is shorter than a {format} line of {} bytes at width {}",
-                        format.min_stride(s.width),
-                        s.width
-                    )));
+                    return Err(fail(CommandErrorKind::ShortStride {
+                        stride,
+                        format,
+                        line: format.min_stride(s.width),
+                        width: s.width,
+                    }));
                 }
                 let size = format.frame_bytes(stride, s.height).unwrap_or(0);
                 Framing::Raw {
@@ -181,10 +179,10 @@ impl CommandSource {
                     Err(ReadError::Eof) => {
                         return Err(eof(&mut sup, "before its YUV4MPEG2 header"));
                     }
-                    Err(ReadError::Source(e)) => return Err(e),
+                    Err(ReadError::Failed(e)) => return Err(e),
                 }
                 let hdr = super::y4m::parse_header(&line)
-                    .map_err(|e| SourceError::fatal(format!("{name}: {e}")))?;
+                    .map_err(|e| fail(CommandErrorKind::Y4mHeader(e)))?;
                 (width, height, fps) = (hdr.width, hdr.height, hdr.fps);
                 Framing::Y4m {
                     buf: vec![0; width as usize * height as usize * 3 / 2],
@@ -244,16 +242,16 @@ impl CommandSource {
     /// Reads the first H.264 access unit now (kept for the first
     /// `next_frame`), so that the picture size is the one its SPS announces,
     /// not only the configured one.
-    fn first_access_unit(&mut self) -> Result<(), SourceError> {
+    fn first_access_unit(&mut self) -> Result<(), CommandError> {
         match self.fill() {
             Ok(()) => self.pending = true,
-            Err(ReadError::Source(e)) => return Err(e),
+            Err(ReadError::Failed(e)) => return Err(e),
             Err(ReadError::Eof) => {
-                return Err(SourceError::recoverable(exit_message(
+                return Err(exit_error(
                     &self.format.description,
                     self.supervised.as_mut(),
                     "before sending a picture",
-                )));
+                ));
             }
         }
         let Framing::H264 { au, .. } = &self.framing else {
@@ -292,28 +290,24 @@ impl CommandSource {
 
     /// The error for an end of file: the child's exit, or the end of stdin.
     /// `Ok`: the end of stdin, the end of the stream.
-    fn ended(&mut self, what: &str) -> Result<(), SourceError> {
+    fn ended(&mut self, what: &'static str) -> Result<(), CommandError> {
         match self.supervised.as_mut() {
-            Some(sup) => Err(SourceError::recoverable(exit_message(
-                &self.format.description,
-                Some(sup),
-                what,
-            ))),
+            Some(sup) => Err(exit_error(&self.format.description, Some(sup), what)),
             None => Ok(()),
         }
     }
 
     /// Reads the next frame into the framing's buffer and stamps it.
     fn fill(&mut self) -> Result<(), ReadError> {
-        let name = &self.format.description;
         match &mut self.framing {
             Framing::Raw { buf, .. } => self.pipe.read_exact(buf)?,
             Framing::Y4m { buf } => {
                 self.pipe.read_line(&mut self.line)?;
                 if !self.line.starts_with(b"FRAME") {
-                    return Err(ReadError::Source(SourceError::recoverable(format!(
-                        "{name}: lost YUV4MPEG2 framing (no FRAME line)"
-                    ))));
+                    return Err(ReadError::Failed(CommandError::new(
+                        self.format.description.clone(),
+                        CommandErrorKind::LostY4mFraming,
+                    )));
                 }
                 self.pipe.read_exact(buf)?;
             }
@@ -322,9 +316,11 @@ impl CommandSource {
                     Ok(true) => break,
                     Ok(false) => {}
                     Err(e) => {
-                        return Err(ReadError::Source(SourceError::recoverable(format!(
-                            "{name}: {e}"
-                        ))));
+                        let kind = CommandErrorKind::H264(e);
+                        return Err(ReadError::Failed(CommandError::new(
+                            self.format.description.clone(),
+                            kind,
+                        )));
                     }
                 }
                 let space = splitter.space(CHUNK);
@@ -343,9 +339,10 @@ impl CommandSource {
                 }
                 if buf.len() > MAX_JPEG {
                     buf.clear();
-                    return Err(ReadError::Source(SourceError::recoverable(format!(
-                        "{name}: {MAX_JPEG} bytes without a whole JPEG"
-                    ))));
+                    return Err(ReadError::Failed(CommandError::new(
+                        self.format.description.clone(),
+                        CommandErrorKind::JpegTooLong(MAX_JPEG),
+                    )));
                 }
                 let len = buf.len();
                 buf.resize(len + CHUNK, 0);
@@ -378,8 +375,12 @@ impl CommandSource {
                 stride,
                 buf,
             } => Image::Planar(
-                Planar::from_contiguous(format.pixel_format(), w, h, *stride, buf)
-                    .map_err(SourceError::fatal)?,
+                Planar::from_contiguous(format.pixel_format(), w, h, *stride, buf).map_err(
+                    |error| SourceError::Frame {
+                        source: self.format.description.clone(),
+                        error,
+                    },
+                )?,
             ),
             Framing::Y4m { buf } => return super::i420_frame(&self.format, buf, self.pts),
             Framing::H264 { au, .. } => Image::Compressed {
@@ -406,8 +407,8 @@ impl FrameSource for CommandSource {
         }
         match self.fill() {
             Ok(()) => self.frame().map(Some),
-            Err(ReadError::Source(e)) => Err(e),
-            Err(ReadError::Eof) => self.ended("").map(|()| None),
+            Err(ReadError::Failed(e)) => Err(e.into()),
+            Err(ReadError::Eof) => self.ended("").map(|()| None).map_err(Into::into),
         }
     }
 }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::error::{CommandError, CommandErrorKind};
 use super::policy::{Verdict, Watchdog};
 use super::sys;
 use crate::clock::monotonic_now;
-use crate::source::SourceError;
 
 /// How often a wait looks at the stop flag.
 const STOP_TICK: Duration = Duration::from_millis(100);
@@ -24,12 +24,12 @@ const Y4M_LINE_READ: usize = 64;
 /// Why a read stopped.
 pub(super) enum ReadError {
     Eof,
-    Source(SourceError),
+    Failed(CommandError),
 }
 
-impl From<SourceError> for ReadError {
-    fn from(e: SourceError) -> Self {
-        Self::Source(e)
+impl From<CommandError> for ReadError {
+    fn from(e: CommandError) -> Self {
+        Self::Failed(e)
     }
 }
 
@@ -47,24 +47,21 @@ pub(super) struct Pipe {
 
 impl Pipe {
     /// Waits until the pipe is readable, within the watchdog's deadline.
-    pub(super) fn wait(&mut self) -> Result<(), SourceError> {
+    /// An error about this source.
+    fn error(&self, kind: CommandErrorKind) -> CommandError {
+        CommandError::new(self.name.clone(), kind)
+    }
+
+    pub(super) fn wait(&mut self) -> Result<(), CommandError> {
         loop {
             let now = monotonic_now();
             match self.watchdog.check(now) {
                 Verdict::Wait => {}
                 Verdict::NeverStarted(d) if self.supervised => {
-                    return Err(SourceError::recoverable(format!(
-                        "{}: sent nothing in {:.1} s since it started; stopping it",
-                        self.name,
-                        d.as_secs_f64()
-                    )));
+                    return Err(self.error(CommandErrorKind::NeverStarted(d)));
                 }
                 Verdict::Stalled(d) if self.supervised => {
-                    return Err(SourceError::recoverable(format!(
-                        "{}: sent nothing for {:.1} s (stalled); stopping it",
-                        self.name,
-                        d.as_secs_f64()
-                    )));
+                    return Err(self.error(CommandErrorKind::Stalled(d)));
                 }
                 // Stdin is not restarted: it may pause as long as it likes.
                 Verdict::NeverStarted(_) | Verdict::Stalled(_) => {}
@@ -74,10 +71,7 @@ impl Pipe {
                 .as_ref()
                 .is_some_and(|s| s.load(Ordering::Relaxed))
             {
-                return Err(SourceError::recoverable(format!(
-                    "{}: not waiting for its output (stopping)",
-                    self.name
-                )));
+                return Err(self.error(CommandErrorKind::Stopping));
             }
             let left = self.watchdog.deadline().saturating_sub(now);
             let slice = if self.supervised {
@@ -89,10 +83,7 @@ impl Pipe {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(e) => {
-                    return Err(SourceError::recoverable(format!(
-                        "{}: cannot wait for its output: {e}",
-                        self.name
-                    )));
+                    return Err(self.error(CommandErrorKind::Wait(e)));
                 }
             }
         }
@@ -121,10 +112,7 @@ impl Pipe {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
-                    return Err(ReadError::Source(SourceError::recoverable(format!(
-                        "{}: cannot read its output: {e}",
-                        self.name
-                    ))));
+                    return Err(self.error(CommandErrorKind::Read(e)).into());
                 }
             }
         }
@@ -175,10 +163,7 @@ impl Pipe {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(ReadError::Source(SourceError::recoverable(format!(
-                        "{}: cannot read its output: {e}",
-                        self.name
-                    ))));
+                    return Err(self.error(CommandErrorKind::Read(e)).into());
                 }
             }
         }
@@ -196,10 +181,9 @@ impl Pipe {
                 return Ok(());
             }
             if have > MAX_Y4M_LINE {
-                return Err(ReadError::Source(SourceError::fatal(format!(
-                    "{}: a YUV4MPEG2 line longer than {MAX_Y4M_LINE} bytes",
-                    self.name
-                ))));
+                return Err(self
+                    .error(CommandErrorKind::Y4mLineTooLong(MAX_Y4M_LINE))
+                    .into());
             }
             // Small reads: what comes after the line is picture data, read
             // straight into the frame buffer rather than through here.

@@ -7,7 +7,7 @@ use crate::media::{Image, PixelFormat, Planar};
 
 /// The driver's line stride is shorter than a line of pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct StrideError {
+pub struct StrideError {
     format: PixelFormat,
     width: u32,
     height: u32,

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::sys::Device;
-use super::{enumerate, negotiate, open_error, query};
+use super::{CameraError, enumerate, negotiate, query};
 
 /// The V4L2 device nodes present, sorted by number.
 pub fn device_nodes() -> Vec<PathBuf> {
@@ -83,8 +83,8 @@ pub fn list_devices() -> String {
 /// Why `--list-formats` could not list a device.
 #[derive(Debug)]
 pub enum ListError {
-    /// The node would not open; `message` says what to do about it.
-    Open { message: String, source: io::Error },
+    /// The node would not open; the message says what to do about it.
+    Open(CameraError),
     /// The node is not a V4L2 device (VIDIOC_QUERYCAP refused).
     NotV4l2 { path: PathBuf, source: io::Error },
     /// Querying or enumerating the device failed.
@@ -96,7 +96,7 @@ pub enum ListError {
 impl fmt::Display for ListError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Open { message, .. } => f.write_str(message),
+            Self::Open(e) => e.fmt(f),
             Self::NotV4l2 { path, .. } => write!(f, "{} is not a V4L2 device", path.display()),
             Self::Query { path, source } => write!(f, "{}: {source}", path.display()),
             Self::NoDevices => f.write_str("no V4L2 capture devices found (see --list-devices)"),
@@ -107,9 +107,8 @@ impl fmt::Display for ListError {
 impl std::error::Error for ListError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Open { source, .. }
-            | Self::NotV4l2 { source, .. }
-            | Self::Query { source, .. } => Some(source),
+            Self::Open(e) => Some(e),
+            Self::NotV4l2 { source, .. } | Self::Query { source, .. } => Some(source),
             Self::NoDevices => None,
         }
     }
@@ -117,13 +116,7 @@ impl std::error::Error for ListError {
 
 /// The text of `--list-formats` for one device.
 pub fn list_formats(path: &Path) -> Result<String, ListError> {
-    let dev = Device::open(path).map_err(|e| {
-        let kind = e.kind();
-        let raw = e.raw_os_error();
-        let message = open_error(path, e).message;
-        let source = raw.map_or_else(|| io::Error::from(kind), io::Error::from_raw_os_error);
-        ListError::Open { message, source }
-    })?;
+    let dev = Device::open(path).map_err(|e| ListError::Open(CameraError::open(path, e)))?;
     let path_buf = path.to_path_buf();
     let info = query(&dev, path).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOTTY) | Some(libc::EINVAL) => ListError::NotV4l2 {

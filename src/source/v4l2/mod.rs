@@ -14,6 +14,7 @@
 //! needed are small enough to own (`sys`), with drops that cannot panic.
 
 pub mod csi;
+mod error;
 mod layout;
 mod list;
 pub mod negotiate;
@@ -25,7 +26,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use self::error::{CameraError, CameraErrorKind};
 use self::layout::Layout;
+pub use self::layout::StrideError;
 pub use self::list::{ListError, device_nodes, list_devices, list_formats, list_formats_for};
 use self::negotiate::Request;
 pub use self::probe::DeviceInfo;
@@ -51,29 +54,6 @@ pub fn stall_timeout(fps: Fraction) -> Duration {
 /// memory low (the driver may give more or fewer).
 const BUFFERS: u32 = 4;
 
-/// Whether an error opening or using a camera may go away by itself (the
-/// device unplugged, not there yet, busy) rather than needing a fix.
-fn recoverable(e: &io::Error) -> bool {
-    !matches!(
-        e.raw_os_error(),
-        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOTTY)
-    )
-}
-
-fn open_error(path: &Path, e: io::Error) -> SourceError {
-    let p = path.display();
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => SourceError::recoverable(format!("camera {p} is not there")),
-        Some(libc::EACCES) | Some(libc::EPERM) => SourceError::fatal(format!(
-            "camera {p}: permission denied; add the user to the `video` group"
-        )),
-        Some(libc::EBUSY) => {
-            SourceError::recoverable(format!("camera {p} is busy (another program has it)"))
-        }
-        _ if recoverable(&e) => SourceError::recoverable(format!("camera {p}: {e}")),
-        _ => SourceError::fatal(format!("camera {p}: {e}")),
-    }
-}
 /// The device and which buffer a frame holds: the part of the source a
 /// [`Frame`] borrows mutably to requeue its buffer when dropped.
 #[derive(Debug)]
@@ -110,40 +90,31 @@ pub struct V4l2Source {
 
 impl V4l2Source {
     /// Opens `path` and starts capturing `req` (size and frame rate).
-    pub fn open(path: &Path, req: Request) -> Result<Self, SourceError> {
+    pub fn open(path: &Path, req: Request) -> Result<Self, CameraError> {
         let p = path.display().to_string();
-        let dev = Device::open(path).map_err(|e| open_error(path, e))?;
-        let io_err = |what: &str, e: io::Error| {
-            let msg = format!("camera {p}: {what}: {e}");
-            if recoverable(&e) {
-                SourceError::recoverable(msg)
-            } else {
-                SourceError::fatal(msg)
-            }
-        };
+        let fail = |kind| CameraError::new(path, kind);
+        let setup = |op: &'static str| move |source| fail(CameraErrorKind::Setup { op, source });
+        let dev = Device::open(path).map_err(|e| CameraError::open(path, e))?;
         let info = query(&dev, path).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOTTY) | Some(libc::EINVAL) => {
-                SourceError::fatal(format!("{p} is not a V4L2 device"))
-            }
-            _ => io_err("VIDIOC_QUERYCAP", e),
+            Some(libc::ENOTTY) | Some(libc::EINVAL) => fail(CameraErrorKind::NotV4l2(e)),
+            _ => setup("VIDIOC_QUERYCAP")(e),
         })?;
         if !info.capture {
-            return Err(SourceError::fatal(if info.mplane {
-                format!(
-                    "camera {p} ({}) offers only the multi-planar capture API, which edgestream does not support yet",
-                    info.card
-                )
+            let card = info.card;
+            return Err(fail(if info.mplane {
+                CameraErrorKind::MultiPlanarOnly { card }
             } else {
-                format!(
-                    "{p} ({}) is not a video capture device with streaming I/O; see --list-devices",
-                    info.card
-                )
+                CameraErrorKind::NotCapture { card }
             }));
         }
-        let formats = enumerate(&dev, Some((req.width, req.height)))
-            .map_err(|e| io_err("listing formats", e))?;
-        let choice = negotiate::negotiate(&formats, req)
-            .map_err(|e| SourceError::fatal(format!("camera {p} ({}): {e}", info.card)))?;
+        let formats =
+            enumerate(&dev, Some((req.width, req.height))).map_err(setup("listing formats"))?;
+        let choice = negotiate::negotiate(&formats, req).map_err(|source| {
+            fail(CameraErrorKind::NoFit {
+                card: info.card.clone(),
+                source,
+            })
+        })?;
 
         let want = sys::PixFormat {
             width: req.width,
@@ -159,17 +130,16 @@ impl V4l2Source {
             field: sys::FIELD_NONE,
             ..sys::PixFormat::default()
         };
-        let got = dev.s_fmt(want).map_err(|e| io_err("VIDIOC_S_FMT", e))?;
+        let got = dev.s_fmt(want).map_err(setup("VIDIOC_S_FMT"))?;
         if (got.width, got.height, got.pixelformat) != (want.width, want.height, want.pixelformat) {
-            return Err(SourceError::fatal(format!(
-                "camera {p}: asked for {} {}x{}, the driver set {} {}x{}",
-                choice.pixel_format,
-                want.width,
-                want.height,
-                fourcc_text(got.pixelformat),
-                got.width,
-                got.height
-            )));
+            return Err(fail(CameraErrorKind::FormatRefused {
+                asked: choice.pixel_format,
+                width: want.width,
+                height: want.height,
+                got: fourcc_text(got.pixelformat),
+                got_width: got.width,
+                got_height: got.height,
+            }));
         }
         if got.field != sys::FIELD_NONE && got.field != sys::FIELD_ANY {
             log::warn!(
@@ -178,7 +148,7 @@ impl V4l2Source {
             );
         }
         let layout = Layout::new(choice.pixel_format, got.width, got.height, got.bytesperline)
-            .map_err(|e| SourceError::fatal(format!("camera {p}: {e}")))?;
+            .map_err(|e| fail(CameraErrorKind::Stride(e)))?;
 
         // The frame interval: set it where the driver allows, then read back.
         let mut interval = choice.interval;
@@ -189,7 +159,7 @@ impl V4l2Source {
                     numerator: choice.interval.num,
                     denominator: choice.interval.den,
                 })
-                .map_err(|e| io_err("VIDIOC_S_PARM", e))?;
+                .map_err(setup("VIDIOC_S_PARM"))?;
             if set.timeperframe.numerator > 0 && set.timeperframe.denominator > 0 {
                 interval = fract(set.timeperframe);
             }
@@ -200,13 +170,9 @@ impl V4l2Source {
         }
         let fps = reduce(Fraction::new(interval.den, interval.num));
 
-        let count = dev
-            .reqbufs(BUFFERS)
-            .map_err(|e| io_err("VIDIOC_REQBUFS", e))?;
+        let count = dev.reqbufs(BUFFERS).map_err(setup("VIDIOC_REQBUFS"))?;
         if count < 2 {
-            return Err(SourceError::recoverable(format!(
-                "camera {p}: the driver gave {count} buffers, at least 2 are needed"
-            )));
+            return Err(fail(CameraErrorKind::TooFewBuffers(count)));
         }
         let mut source = Self {
             format: SourceFormat {
@@ -234,21 +200,17 @@ impl V4l2Source {
                 .queue
                 .dev
                 .map_buffer(i)
-                .map_err(|e| io_err("mapping buffers", e))?;
+                .map_err(setup("mapping buffers"))?;
             source.buffers.push(m);
         }
         for i in 0..count {
-            source
-                .queue
-                .dev
-                .qbuf(i)
-                .map_err(|e| io_err("VIDIOC_QBUF", e))?;
+            source.queue.dev.qbuf(i).map_err(setup("VIDIOC_QBUF"))?;
         }
         source
             .queue
             .dev
             .streamon()
-            .map_err(|e| io_err("VIDIOC_STREAMON", e))?;
+            .map_err(setup("VIDIOC_STREAMON"))?;
         log::debug!(
             "camera {p}: {} {}x{} stride {} sizeimage {} at {} fps, {count} buffers of {} bytes",
             choice.pixel_format,
@@ -262,14 +224,8 @@ impl V4l2Source {
         Ok(source)
     }
 
-    fn gone(&self, what: &str, e: io::Error) -> SourceError {
-        let p = self.path.display();
-        match e.raw_os_error() {
-            Some(libc::ENODEV) | Some(libc::ENXIO) => {
-                SourceError::recoverable(format!("camera {p} gone (unplugged?)"))
-            }
-            _ => SourceError::recoverable(format!("camera {p}: capture error: {what}: {e}")),
-        }
+    fn gone(&self, op: &'static str, e: io::Error) -> SourceError {
+        CameraError::capture(&self.path, op, e).into()
     }
 }
 
@@ -300,11 +256,8 @@ impl FrameSource for V4l2Source {
                 Ok(None) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Err(SourceError::recoverable(format!(
-                            "camera {} stalled: no frame for {} s",
-                            self.path.display(),
-                            self.stall_timeout.as_secs_f64()
-                        )));
+                        let kind = CameraErrorKind::Stalled(self.stall_timeout);
+                        return Err(CameraError::new(&self.path, kind).into());
                     }
                     if let Err(e) = self.queue.dev.poll_readable(left) {
                         // POLLERR says little; DQBUF says why (ENODEV: gone).
@@ -318,12 +271,11 @@ impl FrameSource for V4l2Source {
                 Err(e) => return Err(self.gone("VIDIOC_DQBUF", e)),
             };
             let Some(buf) = self.buffers.get(d.index as usize) else {
-                return Err(SourceError::recoverable(format!(
-                    "camera {}: the driver returned buffer {} of {}",
-                    self.path.display(),
-                    d.index,
-                    self.buffers.len()
-                )));
+                let kind = CameraErrorKind::BadBuffer {
+                    index: d.index,
+                    count: self.buffers.len(),
+                };
+                return Err(CameraError::new(&self.path, kind).into());
             };
             // A few old drivers leave bytesused at 0 for raw formats, where
             // the whole image is always there.

@@ -220,6 +220,8 @@ impl fmt::Display for NoFit {
     }
 }
 
+impl std::error::Error for NoFit {}
+
 /// Picks the best format for `req` from what the camera offers.
 pub fn negotiate(formats: &[CameraFormat], req: Request) -> Result<Choice, NoFit> {
     let only = req.format.map(|p| [p]);

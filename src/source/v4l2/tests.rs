@@ -61,8 +61,8 @@ fn a_missing_camera_is_recoverable() {
     )
     .err()
     .unwrap();
-    assert!(e.recoverable, "{e}");
-    assert!(e.message.contains("is not there"), "{e}");
+    assert_eq!(e.recovery(), crate::source::Recovery::Reopen, "{e}");
+    assert!(e.to_string().contains("is not there"), "{e}");
     let e = V4l2Source::open(
         Path::new("/dev/null"),
         Request {
@@ -74,6 +74,33 @@ fn a_missing_camera_is_recoverable() {
     )
     .err()
     .unwrap();
-    assert!(!e.recoverable, "{e}");
-    assert!(e.message.contains("not a V4L2 device"), "{e}");
+    assert_eq!(e.recovery(), crate::source::Recovery::Fatal, "{e}");
+    assert!(e.to_string().contains("not a V4L2 device"), "{e}");
+}
+
+#[test]
+fn whether_a_camera_error_is_worth_a_reopen_follows_from_its_kind() {
+    use crate::source::Recovery;
+    let errno = io::Error::from_raw_os_error;
+    let missing = CameraError::open("/dev/video9", errno(libc::ENOENT));
+    assert_eq!(missing.recovery(), Recovery::Reopen);
+    assert_eq!(missing.to_string(), "camera /dev/video9 is not there");
+    let denied = CameraError::open("/dev/video9", errno(libc::EACCES));
+    assert_eq!(denied.recovery(), Recovery::Fatal);
+    assert!(denied.to_string().contains("`video` group"), "{denied}");
+    let gone = CameraError::capture("/dev/video9", "VIDIOC_DQBUF", errno(libc::ENODEV));
+    assert_eq!(gone.recovery(), Recovery::Reopen);
+    assert_eq!(gone.to_string(), "camera /dev/video9 gone (unplugged?)");
+    let failed = CameraError::capture("/dev/video9", "VIDIOC_DQBUF", errno(libc::EIO));
+    let source = std::error::Error::source(&failed).map(|s| s.to_string());
+    assert_eq!(
+        source,
+        Some(errno(libc::EIO).to_string()),
+        "the errno is the source"
+    );
+    assert!(
+        failed
+            .to_string()
+            .starts_with("camera /dev/video9: capture error: VIDIOC_DQBUF: ")
+    );
 }
