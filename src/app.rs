@@ -496,7 +496,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
                         push: h
                             .pushes
                             .iter()
-                            .map(|(name, _, detail)| format!("{name} {detail}"))
+                            .map(|p| format!("{} {}", p.name, p.detail))
                             .collect(),
                         source: match h.source {
                             SourceState::Delivering => None,

@@ -790,6 +790,10 @@ impl Pipeline {
         if let Input::Reopen { current, .. } = &mut self.input {
             if e.recoverable {
                 *current = None;
+                self.handles
+                    .stats
+                    .source_restarts
+                    .fetch_add(1, Ordering::Relaxed);
                 let delay = self.policy.failed(crate::clock::monotonic_now());
                 st.fault_since = Some(Instant::now());
                 let detail = format!("{e}, retrying in {}", secs(delay));
@@ -875,7 +879,7 @@ mod tests {
     #[test]
     fn encodes_the_test_pattern_into_the_fanout() {
         let fanout = Fanout::new(Arc::new(KeyframeRequest::default()));
-        let sub = fanout.subscribe(100);
+        let sub = fanout.subscribe(crate::fanout::SinkKind::Rtsp, 100);
         let src = TestPattern::new(160, 120, Fraction::new(30, 1), Pace::Asap).unwrap();
         let stats = Arc::new(PipelineStats::default());
         let health = Health::new();
@@ -1096,7 +1100,7 @@ mod tests {
 
     fn handles() -> (Handles, crate::fanout::Subscription) {
         let fanout = Fanout::new(Arc::new(KeyframeRequest::default()));
-        let sub = fanout.subscribe(1000);
+        let sub = fanout.subscribe(crate::fanout::SinkKind::Rtsp, 1000);
         (
             Handles {
                 fanout,
@@ -1143,6 +1147,7 @@ mod tests {
                 _ => Ok(Box::new(FakeCamera::yuyv(&counters, None))),
             })
         };
+        let stats = h.stats.clone();
         let mut p =
             Pipeline::reopening(open, None, "camera /dev/fake", &opts(), h, Some(35)).unwrap();
         p.set_backoff(Duration::from_millis(5), Duration::from_millis(20));
@@ -1158,6 +1163,8 @@ mod tests {
         assert_eq!(keys, vec![0, 10, 20], "an IDR first and after each reopen");
         assert_eq!(attempts.load(Ordering::Relaxed), 4);
         assert_eq!(counters.opened.load(Ordering::Relaxed), 3);
+        let restarts = stats.source_restarts.load(Ordering::Relaxed);
+        assert_eq!(restarts, 2, "two failures of a running camera");
         // Two failed cameras closed by the pipeline, the last one at the end.
         assert_eq!(counters.closed.load(Ordering::Relaxed), 3);
         // Every frame's buffer went back (the converted ones before encoding).
@@ -1392,7 +1399,7 @@ mod tests {
             snapshots: Arc::default(),
         };
         let p = h264_camera_pipeline(&aus, &counters, h, 4);
-        let sub = fanout.subscribe(100);
+        let sub = fanout.subscribe(crate::fanout::SinkKind::Rtsp, 100);
         // The subscription asked for a keyframe: clear that, to see the
         // pipeline ask by itself when the stream starts mid-GOP.
         fanout.keyframe_request().take();
