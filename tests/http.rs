@@ -310,21 +310,13 @@ fn metrics_move_when_their_events_happen() {
     assert_eq!(sample(&m, http_bytes), 0.0, "no /live.mp4 reader yet");
 
     // An RTSP viewer for two seconds.
-    let st = common::tool("timeout")
-        .args([
-            "10",
-            "ffmpeg",
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-        ])
-        .arg(format!("rtsp://{}/live", es.addr()))
-        .args(["-t", "2", "-f", "null", "-"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let dir = common::temp_dir("http-metrics");
+    common::ffmpeg_record(
+        &format!("rtsp://{}/live", es.addr()),
+        "tcp",
+        2,
+        &dir.join("rtsp.mkv"),
+    );
     let m = metrics();
     let rtsp = sample(&m, rtsp_bytes);
     assert!(rtsp > 1000.0, "RTSP bytes {rtsp} after a 2 s viewer");
