@@ -22,14 +22,7 @@ fn raw_flv_reaches_a_tcp_receiver_whole() {
     let port = free_port();
     let rx = FlvReceiver::start(port);
     let frames = 300;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
-        &format!("tcp://127.0.0.1:{port}/cam1"),
-    ]);
+    let es = Edgestream::push_frames(frames, &format!("tcp://127.0.0.1:{port}/cam1"), &[]);
     let log = es.log.clone();
     let status = es.wait(Duration::from_secs(60));
     let log = log.lock().unwrap().join("\n");
@@ -83,14 +76,7 @@ fn ffmpeg_listening_for_flv_records_the_push() {
         .unwrap();
     wait_listening(port, Duration::from_secs(20));
     let frames = 150;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
-        &format!("tcp://127.0.0.1:{port}/cam7"),
-    ]);
+    let es = Edgestream::push_frames(frames, &format!("tcp://127.0.0.1:{port}/cam7"), &[]);
     let log = es.log.clone();
     assert!(es.wait(Duration::from_secs(60)).success());
     let log = log.lock().unwrap().join("\n");
@@ -146,14 +132,7 @@ fn rtmp_publishes_to_ffmpegs_rtmp_server() {
         .unwrap();
     wait_listening(port, Duration::from_secs(20));
     let frames = 150;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
-        &format!("rtmp://127.0.0.1:{port}/live/cam1"),
-    ]);
+    let es = Edgestream::push_frames(frames, &format!("rtmp://127.0.0.1:{port}/live/cam1"), &[]);
     let log = es.log.clone();
     assert!(es.wait(Duration::from_secs(60)).success());
     let log = log.lock().unwrap().join("\n");
@@ -183,26 +162,13 @@ fn rtmp_publishes_to_nginx_and_players_see_it_live() {
     let port = free_port();
     let mut nginx = Nginx::start(&dir, port);
     let frames = 360;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
+    let es = Edgestream::push_frames(
+        frames,
         &format!("rtmp://127.0.0.1:{port}/live/cam1?key=s3cret"),
-    ]);
-    let name = format!("rtmp://127.0.0.1:{port}/live/cam1?****");
-    assert!(
-        es.wait_lines(
-            &format!("push {name}: publishing"),
-            1,
-            Duration::from_secs(20)
-        )
-        .is_some(),
-        "not publishing:\n{}\n{}",
-        es.log_text(),
-        nginx.error_log()
+        &[],
     );
+    let name = format!("rtmp://127.0.0.1:{port}/live/cam1?****");
+    es.assert_publishing(&name, &[&|| nginx.error_log()]);
     // A live player joins while we publish.
     let probe = tool("timeout")
         .arg("30")

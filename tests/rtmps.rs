@@ -68,29 +68,13 @@ fn rtmps_through_a_tls_proxy_records_the_stream_and_refuses_bad_certificates() {
 
     // The right name and the test CA: published and recorded.
     let frames = 300;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
+    let es = Edgestream::push_frames(
+        frames,
         &format!("rtmps://localhost:{tls_port}/live/cam1?key=s3cret"),
-        "--push-tls-ca",
-        &ca_path,
-    ]);
-    let name = format!("rtmps://localhost:{tls_port}/live/cam1?****");
-    assert!(
-        es.wait_lines(
-            &format!("push {name}: publishing"),
-            1,
-            Duration::from_secs(20)
-        )
-        .is_some(),
-        "not publishing:\n{}\n{}\n{}",
-        es.log_text(),
-        nginx.error_log(),
-        proxy.error_log()
+        &["--push-tls-ca", &ca_path],
     );
+    let name = format!("rtmps://localhost:{tls_port}/live/cam1?****");
+    es.assert_publishing(&name, &[&|| nginx.error_log(), &|| proxy.error_log()]);
     let log = es.log.clone();
     let status = es.wait(Duration::from_secs(60));
     let log = log.lock().unwrap().join("\n");
