@@ -514,7 +514,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), RunError> 
                         push: h
                             .pushes
                             .iter()
-                            .map(|(name, _, detail)| format!("{name} {detail}"))
+                            .map(|p| format!("{} {}", p.name, p.detail))
                             .collect(),
                         source: match h.source {
                             SourceState::Delivering => None,

@@ -21,6 +21,9 @@ use smol::channel::{self, Receiver, Sender, TrySendError};
 
 use crate::media::{EncodedFrame, StreamInfo};
 
+mod totals;
+pub use totals::{Cause, Drops, Meter, SinkKind, SinkTotals};
+
 /// How many forced IDRs may go out at once (a join storm gets this many
 /// fresh keyframes before later joiners start from the newest IDR instead).
 pub const DEFAULT_KEYFRAME_BURST: u32 = 2;
@@ -267,24 +270,6 @@ pub struct SinkStats {
     pub down: std::sync::atomic::AtomicBool,
 }
 
-/// Frames not handed to a sink, by cause (see [`Fanout::take_drops`]).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Drops {
-    /// The sink's queue was full (a viewer or server too slow), and the
-    /// frames after that until the next keyframe.
-    pub too_slow: u64,
-    /// The sink was down (a push target reconnecting).
-    pub target_down: u64,
-    /// A new (or resynced) sink waiting for its first keyframe: normal.
-    pub waiting_for_keyframe: u64,
-}
-
-impl Drops {
-    pub fn total(&self) -> u64 {
-        self.too_slow + self.target_down + self.waiting_for_keyframe
-    }
-}
-
 struct Slot {
     id: u64,
     tx: Sender<Arc<EncodedFrame>>,
@@ -293,6 +278,7 @@ struct Slot {
     /// The wait for a keyframe follows a full queue (loss), not a join.
     lost: bool,
     stats: Arc<SinkStats>,
+    kind: SinkKind,
 }
 
 #[derive(Default)]
@@ -308,7 +294,8 @@ pub struct Fanout {
     state: Mutex<State>,
     keyframes: Arc<KeyframeRequest>,
     next_id: AtomicU64,
-    dropped_total: AtomicU64,
+    /// Bytes and drops per sink kind since start.
+    totals: Arc<SinkTotals>,
     /// Drops since the last [`Fanout::take_drops`]: too slow, target down,
     /// waiting for a keyframe.
     drops: [AtomicU64; 3],
@@ -322,7 +309,7 @@ impl Fanout {
             state: Mutex::new(State::default()),
             keyframes,
             next_id: AtomicU64::new(0),
-            dropped_total: AtomicU64::new(0),
+            totals: Arc::default(),
             drops: Default::default(),
             info_changed: event_listener::Event::new(),
             joins: JoinStats::default(),
@@ -390,7 +377,7 @@ impl Fanout {
     /// a token left; otherwise the newest IDR and the frames since (shared,
     /// bounded by [`JOIN_BACKLOG_BYTES`]), ahead of its queue; failing both,
     /// the next keyframe, which is requested.
-    pub fn subscribe(self: &Arc<Self>, capacity: usize) -> Subscription {
+    pub fn subscribe(self: &Arc<Self>, kind: SinkKind, capacity: usize) -> Subscription {
         let (tx, rx) = channel::bounded(capacity.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(SinkStats::default());
@@ -402,6 +389,7 @@ impl Fanout {
             need_keyframe,
             lost: false,
             stats: stats.clone(),
+            kind,
         });
         drop(st);
         Subscription {
@@ -409,6 +397,7 @@ impl Fanout {
             rx,
             backlog: Mutex::new(backlog),
             stats,
+            meter: Meter::new(self.totals.clone(), kind),
             fanout: self.clone(),
         }
     }
@@ -436,23 +425,20 @@ impl Fanout {
     /// Hands a frame to every sink without waiting for any of them.
     pub fn publish(&self, frame: Arc<EncodedFrame>) {
         let mut want_keyframe = false;
-        let mut dropped = 0;
         {
             let mut st = self.lock();
             st.last_pts = Some(frame.pts);
             st.gop.push(&frame);
             for slot in st.slots.iter_mut() {
                 let cause = if slot.stats.down.load(Ordering::Relaxed) {
-                    1
+                    Cause::TargetDown
                 } else if slot.lost || !slot.need_keyframe {
-                    0
+                    Cause::TooSlow
                 } else {
-                    2
+                    Cause::WaitingForKeyframe
                 };
                 if slot.need_keyframe && !frame.keyframe {
-                    slot.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.drops[cause].fetch_add(1, Ordering::Relaxed);
-                    dropped += 1;
+                    self.dropped(slot, cause);
                     continue;
                 }
                 match slot.tx.try_send(frame.clone()) {
@@ -462,9 +448,12 @@ impl Fanout {
                         slot.stats.delivered.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(TrySendError::Full(_)) => {
-                        slot.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        self.drops[usize::from(cause == 1)].fetch_add(1, Ordering::Relaxed);
-                        dropped += 1;
+                        // A full queue is loss, unless the sink is down.
+                        let cause = match cause {
+                            Cause::TargetDown => Cause::TargetDown,
+                            _ => Cause::TooSlow,
+                        };
+                        self.dropped(slot, cause);
                         if !slot.need_keyframe {
                             slot.need_keyframe = true;
                             slot.lost = true;
@@ -476,12 +465,16 @@ impl Fanout {
                 }
             }
         }
-        if dropped > 0 {
-            self.dropped_total.fetch_add(dropped, Ordering::Relaxed);
-        }
         if want_keyframe {
             self.keyframes.request();
         }
+    }
+
+    /// Counts one frame `slot` did not get.
+    fn dropped(&self, slot: &Slot, cause: Cause) {
+        slot.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        self.drops[cause as usize].fetch_add(1, Ordering::Relaxed);
+        self.totals.add_drop(slot.kind, cause);
     }
 
     /// Number of subscribed sinks.
@@ -502,7 +495,12 @@ impl Fanout {
 
     /// Frames dropped across all sinks since start.
     pub fn dropped_total(&self) -> u64 {
-        self.dropped_total.load(Ordering::Relaxed)
+        self.totals.dropped_total()
+    }
+
+    /// Bytes written and frames dropped per sink kind since start.
+    pub fn totals(&self) -> &SinkTotals {
+        &self.totals
     }
 
     fn unsubscribe(&self, id: u64) {
@@ -534,6 +532,7 @@ pub struct Subscription {
     /// [`Fanout::subscribe`]); its queue holds what follows them.
     backlog: Mutex<VecDeque<Arc<EncodedFrame>>>,
     stats: Arc<SinkStats>,
+    meter: Meter,
     fanout: Arc<Fanout>,
 }
 
@@ -573,6 +572,11 @@ impl Subscription {
 
     pub fn stats(&self) -> &SinkStats {
         &self.stats
+    }
+
+    /// Where this sink counts the bytes it writes.
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 
     pub fn fanout(&self) -> &Arc<Fanout> {

@@ -38,6 +38,8 @@ pub struct PushHealth {
     pub name: String,
     up: AtomicBool,
     detail: Mutex<String>,
+    /// Connection attempts after the first (each retry after a failure).
+    reconnects: AtomicU64,
 }
 
 impl PushHealth {
@@ -50,6 +52,16 @@ impl PushHealth {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new connection attempt after a failure.
+    pub fn reconnecting(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connection attempts after the first, since the target was added.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 
     pub fn detail(&self) -> String {
@@ -91,8 +103,16 @@ pub struct Snapshot {
     /// Why the source is not delivering, e.g. `camera gone, retrying in 4 s`.
     pub source_detail: Option<String>,
     pub privacy: bool,
-    /// (name, up, detail) per push target.
-    pub pushes: Vec<(String, bool, String)>,
+    pub pushes: Vec<PushState>,
+}
+
+/// One push target in a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushState {
+    pub name: String,
+    pub up: bool,
+    pub detail: String,
+    pub reconnects: u64,
 }
 
 impl Snapshot {
@@ -103,7 +123,7 @@ impl Snapshot {
 
     /// Whether any push target is not publishing.
     pub fn push_down(&self) -> bool {
-        self.pushes.iter().any(|(_, up, _)| !up)
+        self.pushes.iter().any(|p| !p.up)
     }
 }
 
@@ -189,7 +209,12 @@ impl Health {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
-                .map(|p| (p.name.clone(), p.is_up(), p.detail()))
+                .map(|p| PushState {
+                    name: p.name.clone(),
+                    up: p.is_up(),
+                    detail: p.detail(),
+                    reconnects: p.reconnects(),
+                })
                 .collect(),
         }
     }
@@ -206,12 +231,14 @@ mod tests {
         let p = h.add_push("rtmp://server/live/cam");
         let s = h.snapshot();
         assert!(s.push_down());
-        assert_eq!(s.pushes[0].2, "starting");
+        assert_eq!(s.pushes[0].detail, "starting");
         p.set(true, "publishing");
+        p.reconnecting();
         h.set_source(SourceState::Fault, Some("camera gone".into()));
         assert!(h.toggle_privacy());
         let s = h.snapshot();
         assert!(!s.push_down());
+        assert_eq!(s.pushes[0].reconnects, 1);
         assert_eq!(s.source, SourceState::Fault);
         assert_eq!(s.source_detail.as_deref(), Some("camera gone"));
         assert!(s.privacy);

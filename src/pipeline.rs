@@ -480,6 +480,10 @@ impl Pipeline {
         if let Input::Reopen { current, .. } = &mut self.input {
             if e.is_recoverable() {
                 *current = None;
+                self.handles
+                    .stats
+                    .source_restarts
+                    .fetch_add(1, Ordering::Relaxed);
                 let delay = self.policy.failed(crate::clock::monotonic_now());
                 st.fault_since = Some(Instant::now());
                 let message = e.to_string();

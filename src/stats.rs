@@ -32,6 +32,9 @@ pub struct PipelineStats {
     /// (the last slot is +Inf), and their sum (for `/metrics`).
     pub encode_buckets: [AtomicU64; ENCODE_BUCKETS_US.len() + 1],
     pub encode_sum_us: AtomicU64,
+    /// Times a running source failed and was closed to be reopened (a
+    /// camera error or stall, a command that exited or stalled).
+    pub source_restarts: AtomicU64,
 }
 
 /// Upper bounds (microseconds) of the encode time histogram.

@@ -65,6 +65,8 @@ fn chromium_plays_the_live_view() {
     let mut first_frame = None;
     let mut at_start: Option<(f64, f64)> = None;
     let mut delays = Vec::new();
+    // (seconds into the measurement, delay) for the first and last minute.
+    let mut timed: Vec<(f64, f64)> = Vec::new();
     let mut last = String::new();
     while started.elapsed() < Duration::from_secs_f64(secs + 30.0) {
         let Some(r) = reports.next(Duration::from_secs(15)) else {
@@ -84,7 +86,9 @@ fn chromium_plays_the_live_view() {
             None if t >= first_frame.unwrap() / 1000.0 + 2.0 => at_start = Some((t, frames)),
             None => {}
             Some((t0, f0)) => {
-                delays.extend(json_nums(&r, "delays"));
+                let now = json_nums(&r, "delays");
+                timed.extend(now.iter().map(|&d| (t - t0, d)));
+                delays.extend(now);
                 if t - t0 >= secs {
                     let rate = (frames - f0) / (t - t0);
                     let median = |v: &[f64]| {
@@ -104,6 +108,22 @@ fn chromium_plays_the_live_view() {
                         percentile(&d, 0.05),
                         d[d.len() - 1]
                     );
+                    if t - t0 >= 120.0 {
+                        let minute = |from: f64, to: f64| {
+                            let v: Vec<f64> = timed
+                                .iter()
+                                .filter(|(at, _)| (from..to).contains(at))
+                                .map(|&(_, d)| d)
+                                .collect();
+                            (median(&v), v.len())
+                        };
+                        let (m1, n1) = minute(0.0, 60.0);
+                        let (m2, n2) = minute(t - t0 - 60.0, f64::INFINITY);
+                        eprintln!(
+                            "chromium: delay median first minute {m1:.1} ms ({n1} frames), \
+                             last minute {m2:.1} ms ({n2} frames)"
+                        );
+                    }
                     assert!(
                         late < early + 50.0,
                         "the delay grows: {early:.0} -> {late:.0} ms"
@@ -164,6 +184,36 @@ fn ffprobe_and_ffmpeg_read_live_mp4() {
     assert_eq!(common::decode_errors(&file), "");
 }
 
+/// `promtool check metrics` accepts `body`.
+fn promtool_check(body: &[u8]) {
+    let mut check = common::tool("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(body).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(body)
+    );
+}
+
+/// The sum of the samples in `metrics` whose line starts with `prefix`
+/// (a name, or a name and the first labels).
+fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// /metrics passes promtool; /api/status has the documented fields.
 #[test]
 fn metrics_pass_promtool_and_status_has_the_documented_fields() {
@@ -172,29 +222,17 @@ fn metrics_pass_promtool_and_status_has_the_documented_fields() {
     let (status, head, body) = get(&http, "/metrics", None);
     assert_eq!(status, 200);
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    let mut check = common::tool("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    check.stdin.take().unwrap().write_all(&body).unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&body)
-    );
+    promtool_check(&body);
     let text = String::from_utf8_lossy(&body);
     for name in [
         "edgestream_frames_encoded_total",
         "edgestream_encode_seconds_bucket",
         "edgestream_sink_bytes_total",
         "edgestream_viewers",
-        "edgestream_dropped_frames_total",
+        "edgestream_dropped_frames_total{sink=\"rtsp\",cause=\"too_slow\"} 0",
+        "edgestream_sink_bytes_total{sink=\"push\"} 0",
+        "edgestream_push_reconnects_total",
+        "edgestream_source_restarts_total 0",
         "edgestream_uptime_seconds",
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
@@ -216,7 +254,10 @@ fn metrics_pass_promtool_and_status_has_the_documented_fields() {
         "\"frames\":{\"encoded\":",
         "\"keyframes\":",
         "\"dropped\":",
+        "\"restarts\":0",
+        "\"dropped_by_cause\":{\"too_slow\":",
         "\"viewers\":{\"rtsp\":0,\"http\":0}",
+        "\"bytes_out\":{\"rtsp\":0,\"http\":0,\"push\":0}",
         "\"rtsp_urls\":[\"rtsp://127.0.0.1:",
         "\"page_url\":\"http://127.0.0.1:",
         "\"push\":[]",
@@ -228,6 +269,103 @@ fn metrics_pass_promtool_and_status_has_the_documented_fields() {
     assert!(head.contains("text/html"));
     assert!(body.len() < 16 * 1024, "the page is {} bytes", body.len());
     assert_eq!(get(&http, "/nothing", None).0, 404);
+}
+
+/// Each counter moves when its event happens: an RTSP viewer grows the
+/// RTSP bytes, a /live.mp4 reader the HTTP bytes, a push target the push
+/// bytes; killing the push receiver counts its reconnects and its frames
+/// dropped as `target_down`; a source command that exits counts a restart.
+/// /metrics with all of them still passes promtool.
+#[test]
+fn metrics_move_when_their_events_happen() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let port = free_port();
+    let receiver = common::FlvReceiver::start(port);
+    let src = "exec:sh -c \"exec ffmpeg -hide_banner -loglevel error -re -f lavfi \
+               -i testsrc2=size=160x120:rate=30 -t 4 -f yuv4mpegpipe -\"";
+    let push = format!("tcp://127.0.0.1:{port}/cam");
+    let (es, http) = start(&["--size", "160x120", "--source", src, "--push", &push]);
+    let metrics = || String::from_utf8(get(&http, "/metrics", None).2).unwrap();
+    let wait_for = |what: &str, ok: &dyn Fn(&str) -> bool| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = metrics();
+            if ok(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} never happened:\n{m}\n{}",
+                es.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let rtsp_bytes = "edgestream_sink_bytes_total{sink=\"rtsp\"}";
+    let http_bytes = "edgestream_sink_bytes_total{sink=\"http\"}";
+    let push_bytes = "edgestream_sink_bytes_total{sink=\"push\"}";
+    let m = wait_for("push bytes", &|m| sample(m, push_bytes) > 0.0);
+    assert_eq!(sample(&m, rtsp_bytes), 0.0, "no RTSP viewer yet");
+    assert_eq!(sample(&m, http_bytes), 0.0, "no /live.mp4 reader yet");
+
+    // An RTSP viewer for two seconds.
+    let dir = common::temp_dir("http-metrics");
+    common::ffmpeg_record(
+        &format!("rtsp://{}/live", es.addr()),
+        "tcp",
+        2,
+        &dir.join("rtsp.mkv"),
+    );
+    let m = metrics();
+    let rtsp = sample(&m, rtsp_bytes);
+    assert!(rtsp > 1000.0, "RTSP bytes {rtsp} after a 2 s viewer");
+    assert_eq!(sample(&m, "edgestream_viewers{protocol=\"rtsp\"}"), 0.0);
+
+    // A /live.mp4 reader.
+    let stop = Arc::new(AtomicBool::new(false));
+    let r = reader(http.clone(), stop.clone());
+    wait_for("a browser viewer", &|m| {
+        sample(m, "edgestream_viewers{protocol=\"http\"}") == 1.0
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let read = r.join().unwrap() as f64;
+    let m = wait_for("the reader's bytes", &|m| sample(m, http_bytes) >= read);
+    assert!(read > 1000.0, "the reader got {read} bytes");
+    assert_eq!(sample(&m, rtsp_bytes), rtsp, "RTSP bytes stay");
+
+    // The push receiver killed: the target reconnects, its frames count as
+    // dropped while it is down.
+    let reconnects = "edgestream_push_reconnects_total{";
+    assert_eq!(sample(&m, reconnects), 0.0);
+    drop(receiver.kill());
+    wait_for("push reconnects", &|m| {
+        sample(m, reconnects) >= 2.0
+            && sample(
+                m,
+                "edgestream_dropped_frames_total{sink=\"push\",cause=\"target_down\"}",
+            ) > 0.0
+            && sample(m, "edgestream_push_up{") == 0.0
+    });
+    // The command exits after 4 s of frames and is started again.
+    let m = wait_for("a source restart", &|m| {
+        sample(m, "edgestream_source_restarts_total") >= 1.0
+    });
+    let json = String::from_utf8(get(&http, "/api/status", None).2).unwrap();
+    assert!(
+        json_num(&json, "restarts").unwrap() >= 1.0
+            && json_num(&json, "reconnects").unwrap() >= 2.0,
+        "{json}"
+    );
+    eprintln!(
+        "metrics: rtsp {rtsp} bytes, http {} bytes, push {} bytes, {} push reconnects, {} restarts",
+        sample(&m, http_bytes),
+        sample(&m, push_bytes),
+        sample(&m, reconnects),
+        sample(&m, "edgestream_source_restarts_total")
+    );
+    promtool_check(m.as_bytes());
 }
 
 /// With users, every endpoint answers 401 without credentials and 200 with

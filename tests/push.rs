@@ -16,27 +16,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Decodes an FLV byte string with ffmpeg; returns (decode errors, frames).
-fn ffmpeg_check(dir: &std::path::Path, name: &str, bytes: &[u8]) -> (String, usize) {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    (decode_errors(&path), probe_frames(&path).len())
-}
-
 #[test]
 fn raw_flv_reaches_a_tcp_receiver_whole() {
     let dir = temp_dir("push-raw");
     let port = free_port();
     let rx = FlvReceiver::start(port);
     let frames = 300;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
-        &format!("tcp://127.0.0.1:{port}/cam1"),
-    ]);
+    let es = Edgestream::push_frames(frames, &format!("tcp://127.0.0.1:{port}/cam1"), &[]);
     let log = es.log.clone();
     let status = es.wait(Duration::from_secs(60));
     let log = log.lock().unwrap().join("\n");
@@ -90,14 +76,7 @@ fn ffmpeg_listening_for_flv_records_the_push() {
         .unwrap();
     wait_listening(port, Duration::from_secs(20));
     let frames = 150;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
-        &format!("tcp://127.0.0.1:{port}/cam7"),
-    ]);
+    let es = Edgestream::push_frames(frames, &format!("tcp://127.0.0.1:{port}/cam7"), &[]);
     let log = es.log.clone();
     assert!(es.wait(Duration::from_secs(60)).success());
     let log = log.lock().unwrap().join("\n");
@@ -153,14 +132,7 @@ fn rtmp_publishes_to_ffmpegs_rtmp_server() {
         .unwrap();
     wait_listening(port, Duration::from_secs(20));
     let frames = 150;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
-        &format!("rtmp://127.0.0.1:{port}/live/cam1"),
-    ]);
+    let es = Edgestream::push_frames(frames, &format!("rtmp://127.0.0.1:{port}/live/cam1"), &[]);
     let log = es.log.clone();
     assert!(es.wait(Duration::from_secs(60)).success());
     let log = log.lock().unwrap().join("\n");
@@ -190,26 +162,13 @@ fn rtmp_publishes_to_nginx_and_players_see_it_live() {
     let port = free_port();
     let mut nginx = Nginx::start(&dir, port);
     let frames = 360;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
+    let es = Edgestream::push_frames(
+        frames,
         &format!("rtmp://127.0.0.1:{port}/live/cam1?key=s3cret"),
-    ]);
-    let name = format!("rtmp://127.0.0.1:{port}/live/cam1?****");
-    assert!(
-        es.wait_lines(
-            &format!("push {name}: publishing"),
-            1,
-            Duration::from_secs(20)
-        )
-        .is_some(),
-        "not publishing:\n{}\n{}",
-        es.log_text(),
-        nginx.error_log()
+        &[],
     );
+    let name = format!("rtmp://127.0.0.1:{port}/live/cam1?****");
+    es.assert_publishing(&name, &[&|| nginx.error_log()]);
     // A live player joins while we publish.
     let probe = tool("timeout")
         .arg("30")
@@ -237,22 +196,7 @@ fn rtmp_publishes_to_nginx_and_players_see_it_live() {
 
     let status = es.wait(Duration::from_secs(60));
     assert!(status.success(), "{status}");
-    let log = nginx.error_log();
-    // A polite goodbye, and the stream key reached nginx (and only nginx).
-    assert!(log.contains("deleteStream"), "no deleteStream:\n{log}");
-    assert!(log.contains("args='key=s3cret'"), "{log}");
-    nginx.stop();
-    let bytes = nginx.recording("cam1");
-    let rec = check_flv("nginx recording", &bytes);
-    eprintln!("nginx: {frames} frames encoded, {} recorded", rec.frames);
-    assert!(
-        rec.frames * 100 >= frames * 95,
-        "{} of {frames} frames recorded",
-        rec.frames
-    );
-    let (errors, decoded) = ffmpeg_check(&dir, "check.flv", &bytes);
-    assert!(errors.is_empty(), "decode errors:\n{errors}");
-    assert_eq!(decoded, rec.frames);
+    nginx.check_finished("nginx recording", "cam1", "key=s3cret", frames);
     std::fs::remove_dir_all(dir).ok();
 }
 

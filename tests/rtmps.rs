@@ -68,49 +68,18 @@ fn rtmps_through_a_tls_proxy_records_the_stream_and_refuses_bad_certificates() {
 
     // The right name and the test CA: published and recorded.
     let frames = 300;
-    let es = Edgestream::start(&[
-        "--size",
-        "320x240",
-        "--frames",
-        &frames.to_string(),
-        "--push",
+    let es = Edgestream::push_frames(
+        frames,
         &format!("rtmps://localhost:{tls_port}/live/cam1?key=s3cret"),
-        "--push-tls-ca",
-        &ca_path,
-    ]);
-    let name = format!("rtmps://localhost:{tls_port}/live/cam1?****");
-    assert!(
-        es.wait_lines(
-            &format!("push {name}: publishing"),
-            1,
-            Duration::from_secs(20)
-        )
-        .is_some(),
-        "not publishing:\n{}\n{}\n{}",
-        es.log_text(),
-        nginx.error_log(),
-        proxy.error_log()
+        &["--push-tls-ca", &ca_path],
     );
+    let name = format!("rtmps://localhost:{tls_port}/live/cam1?****");
+    es.assert_publishing(&name, &[&|| nginx.error_log(), &|| proxy.error_log()]);
     let log = es.log.clone();
     let status = es.wait(Duration::from_secs(60));
     let log = log.lock().unwrap().join("\n");
     assert!(status.success(), "{status}\n{log}");
     assert!(!log.contains("WARN"), "{log}");
-    let rtmp_log = nginx.error_log();
-    assert!(rtmp_log.contains("args='key=s3cret'"), "{rtmp_log}");
-    assert!(rtmp_log.contains("deleteStream"), "{rtmp_log}");
-    nginx.stop();
-    let bytes = nginx.recording("cam1");
-    let rec = check_flv("RTMPS recording", &bytes);
-    eprintln!("RTMPS: {frames} frames encoded, {} recorded", rec.frames);
-    assert!(
-        rec.frames * 100 >= frames * 95,
-        "{} of {frames} frames recorded",
-        rec.frames
-    );
-    let path = dir.join("check.flv");
-    std::fs::write(&path, &bytes).unwrap();
-    let errors = decode_errors(&path);
-    assert!(errors.is_empty(), "decode errors:\n{errors}");
+    nginx.check_finished("RTMPS recording", "cam1", "key=s3cret", frames);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -94,35 +94,6 @@ fn sixteen_viewers_at_once() {
     assert!(es.stop().success());
 }
 
-/// SETUP + PLAY over TCP by hand; returns the client, now receiving media.
-fn raw_play(addr: &str) -> RawClient {
-    let url = format!("rtsp://{addr}/live");
-    let mut c = RawClient::connect(addr);
-    let (status, _) = c
-        .request(&format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"))
-        .unwrap();
-    assert_eq!(status, 200);
-    let (status, resp) = c
-        .request(&format!(
-            "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-        ))
-        .unwrap();
-    assert_eq!(status, 200);
-    let session = header(&resp, "Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let (status, _) = c
-        .request(&format!(
-            "PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"
-        ))
-        .unwrap();
-    assert_eq!(status, 200);
-    c
-}
-
 #[test]
 fn a_viewer_that_never_reads_does_not_stall_the_others() {
     // A high bitrate fills the stalled viewer's socket buffers quickly.
@@ -135,21 +106,8 @@ fn a_viewer_that_never_reads_does_not_stall_the_others() {
         s.connect(&addr.parse::<std::net::SocketAddr>().unwrap().into())
             .unwrap();
         let mut c = RawClient::from_stream(s.into());
-        let url = format!("rtsp://{addr}/live");
-        c.request(&format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"))
-            .unwrap();
-        let (_, resp) = c
-            .request(&format!(
-                "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-            ))
-            .unwrap();
-        let session = header(&resp, "Session")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        c.send(format!("PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n").as_bytes());
+        let session = c.setup_tcp(&addr);
+        c.send_play(&addr, &session, "");
         c
     };
     let v = block_on(retina_view(&es.url, "tcp", 14.0)).unwrap();
@@ -256,22 +214,13 @@ fn a_keyframe_arrives_at_once_for_a_new_viewer() {
     // Keyframes every 10 s: a new viewer must not wait for the GOP.
     let es = Edgestream::start(&["--size", "320x240", "--keyint", "10"]);
     std::thread::sleep(Duration::from_secs(1));
-    let mut c = raw_play(&es.addr());
+    let mut c = raw_play(&es.addr(), "");
     let started = std::time::Instant::now();
-    // Read until the first RTP packet; its NAL type must start an IDR
-    // access unit (SPS, or IDR).
-    let mut buf = Vec::new();
-    let nal_type = loop {
-        let mut chunk = [0u8; 4096];
-        let n = std::io::Read::read(&mut c.stream, &mut chunk).unwrap();
-        assert!(n > 0);
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.iter().position(|&b| b == b'$') {
-            if buf.len() >= i + 4 + 13 && buf[i + 1] == 0 {
-                break buf[i + 4 + 12] & 0x1f;
-            }
-        }
-    };
+    // The first RTP packet's NAL type must start an IDR access unit (SPS,
+    // or IDR). Read through the client: media may come in the same read as
+    // the PLAY response.
+    let rtp = next_rtp(&mut c).expect("an RTP packet");
+    let nal_type = rtp[12] & 0x1f;
     assert!(matches!(nal_type, 7 | 5), "first NAL type {nal_type}");
     assert!(
         started.elapsed() < Duration::from_secs(2),

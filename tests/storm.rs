@@ -7,50 +7,11 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Edgestream, RawClient, header};
+use common::{Edgestream, RawClient, next_rtp, raw_play};
 
-/// SETUP + PLAY over TCP; returns the client, now receiving media.
+/// SETUP + PLAY over TCP, with a `Range` header or without.
 fn play(addr: &str, range: bool) -> RawClient {
-    let url = format!("rtsp://{addr}/live");
-    let mut c = RawClient::connect(addr);
-    let (status, _) = c
-        .request(&format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"))
-        .unwrap();
-    assert_eq!(status, 200);
-    let (status, resp) = c
-        .request(&format!(
-            "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-        ))
-        .unwrap();
-    assert_eq!(status, 200);
-    let session = header(&resp, "Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let range = if range { "Range: npt=0.000-\r\n" } else { "" };
-    let (status, _) = c
-        .request(&format!(
-            "PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n{range}\r\n"
-        ))
-        .unwrap();
-    assert_eq!(status, 200);
-    c
-}
-
-/// The next RTP packet on channel 0 (RTCP and the rest skipped).
-fn next_rtp(c: &mut RawClient) -> Option<Vec<u8>> {
-    loop {
-        let mut head = [0u8; 4];
-        c.read_exact(&mut head).ok()?;
-        assert_eq!(head[0], b'$', "interleaved data only after PLAY");
-        let mut data = vec![0u8; u16::from_be_bytes([head[2], head[3]]) as usize];
-        c.read_exact(&mut data).ok()?;
-        if head[1] == 0 && data.len() > 13 {
-            return Some(data);
-        }
-    }
+    raw_play(addr, if range { "Range: npt=0.000-\r\n" } else { "" })
 }
 
 /// (RTP timestamp, NAL unit types the packet starts).

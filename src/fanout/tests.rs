@@ -16,7 +16,7 @@ fn frame(seq: u64, keyframe: bool) -> Arc<EncodedFrame> {
 fn first_frame_is_a_keyframe_and_subscribing_requests_one() {
     let kf = Arc::new(KeyframeRequest::default());
     let fan = Fanout::new(kf.clone());
-    let sub = fan.subscribe(4);
+    let sub = fan.subscribe(SinkKind::Rtsp, 4);
     assert!(kf.take());
     fan.publish(frame(0, false));
     fan.publish(frame(1, true));
@@ -31,8 +31,8 @@ fn first_frame_is_a_keyframe_and_subscribing_requests_one() {
 fn a_full_queue_drops_until_the_next_keyframe_and_asks_for_one() {
     let kf = Arc::new(KeyframeRequest::default());
     let fan = Fanout::new(kf.clone());
-    let slow = fan.subscribe(2);
-    let fast = fan.subscribe(100);
+    let slow = fan.subscribe(SinkKind::Rtsp, 2);
+    let fast = fan.subscribe(SinkKind::Rtsp, 100);
     kf.take();
     fan.publish(frame(0, true));
     for seq in 1..6 {
@@ -56,8 +56,8 @@ fn a_full_queue_drops_until_the_next_keyframe_and_asks_for_one() {
 #[test]
 fn dropping_a_subscription_unsubscribes() {
     let fan = Fanout::new(Arc::default());
-    let a = fan.subscribe(1);
-    let b = fan.subscribe(1);
+    let a = fan.subscribe(SinkKind::Rtsp, 1);
+    let b = fan.subscribe(SinkKind::Rtsp, 1);
     assert_eq!(fan.sink_count(), 2);
     drop(a);
     assert_eq!(fan.sink_count(), 1);
@@ -141,12 +141,12 @@ fn seqs(sub: &Subscription) -> Vec<u64> {
 fn a_join_with_no_token_left_starts_at_once_at_the_newest_idr() {
     let kf = Arc::new(KeyframeRequest::with_budget(2, ms(1000)));
     let fan = Fanout::new(kf.clone());
-    let steady = fan.subscribe(100);
+    let steady = fan.subscribe(SinkKind::Rtsp, 100);
     assert!(kf.should_force(ms(0)));
     for seq in 0..4 {
         fan.publish(sized(seq, seq == 0, 100));
     }
-    let forced = fan.subscribe(100);
+    let forced = fan.subscribe(SinkKind::Rtsp, 100);
     assert!(kf.is_pending(), "the token buys this one an IDR");
     fan.publish(sized(4, false, 100));
     assert!(kf.should_force(ms(5 * 33)));
@@ -154,7 +154,7 @@ fn a_join_with_no_token_left_starts_at_once_at_the_newest_idr() {
     fan.publish(sized(6, false, 100));
     // No token now: the third sink gets frames 5 and 6 at once, the
     // very same allocations, then live frames after them.
-    let late = fan.subscribe(100);
+    let late = fan.subscribe(SinkKind::Rtsp, 100);
     assert!(!kf.is_pending());
     fan.publish(sized(7, false, 100));
     let first = late.try_recv().unwrap();
@@ -182,12 +182,12 @@ fn the_backlog_is_bounded_in_bytes() {
     let fan = Fanout::new(kf.clone());
     fan.publish(sized(0, true, JOIN_BACKLOG_BYTES / 2));
     fan.publish(sized(1, false, JOIN_BACKLOG_BYTES / 4));
-    let a = fan.subscribe(10);
+    let a = fan.subscribe(SinkKind::Rtsp, 10);
     assert_eq!(seqs(&a), vec![0, 1]);
     fan.publish(sized(2, false, JOIN_BACKLOG_BYTES / 2));
     // Too much to send at once: the next sink waits for a keyframe,
     // which it asked for.
-    let b = fan.subscribe(10);
+    let b = fan.subscribe(SinkKind::Rtsp, 10);
     assert!(kf.is_pending());
     assert_eq!(fan.joins().waited.load(Ordering::Relaxed), 1);
     fan.publish(sized(3, false, 10));
@@ -204,7 +204,7 @@ fn the_backlog_is_bounded_in_bytes() {
         bitrate_kbps: 1,
         params: ParameterSets::new(vec![0x67, 0x42, 0, 0x1e], vec![0x68, 1]).unwrap(),
     });
-    let c = fan.subscribe(10);
+    let c = fan.subscribe(SinkKind::Rtsp, 10);
     assert!(c.try_recv().is_none());
 }
 
@@ -235,11 +235,11 @@ fn wait_stream_info_wakes_on_set() {
 fn drops_are_counted_by_cause() {
     let fan = Fanout::new(Arc::new(KeyframeRequest::default()));
     // A new sink waits for a keyframe: normal.
-    let late = fan.subscribe(100);
+    let late = fan.subscribe(SinkKind::Rtsp, 100);
     fan.publish(frame(0, false));
     // A slow sink: its queue fills, then it waits for a keyframe.
-    let slow = fan.subscribe(1);
-    let down = fan.subscribe(1);
+    let slow = fan.subscribe(SinkKind::Http, 1);
+    let down = fan.subscribe(SinkKind::Push, 1);
     down.stats().down.store(true, Ordering::Relaxed);
     fan.publish(frame(1, true));
     fan.publish(frame(2, false));
@@ -255,5 +255,13 @@ fn drops_are_counted_by_cause() {
         "late: 1 before its keyframe; slow: 2 once its queue filled; down: 2"
     );
     assert_eq!(fan.take_drops(), Drops::default(), "per interval");
+    // Since start, per sink kind.
+    let t = fan.totals();
+    assert_eq!(t.drops(SinkKind::Rtsp).waiting_for_keyframe, 1);
+    assert_eq!(t.drops(SinkKind::Http).too_slow, 2);
+    assert_eq!(t.drops(SinkKind::Push).target_down, 2);
+    assert_eq!(fan.dropped_total(), 5);
+    slow.meter().sent(1000);
+    assert_eq!(t.bytes(SinkKind::Http), 1000);
     drop((late, slow, down));
 }

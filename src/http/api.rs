@@ -3,12 +3,16 @@
 
 use std::fmt::Write;
 
+use crate::fanout::Drops;
+
 /// One push target as the page, the API and the metrics show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
     pub name: String,
     pub up: bool,
     pub detail: String,
+    /// Connection attempts after the first.
+    pub reconnects: u64,
 }
 
 /// The facts behind the page, `/api/status` and `/metrics`.
@@ -22,6 +26,8 @@ pub struct Status {
     pub source_state: &'static str,
     /// Why the source is not delivering, in words.
     pub source_error: Option<String>,
+    /// Times the running source failed and was reopened.
+    pub source_restarts: u64,
     pub width: u32,
     pub height: u32,
     pub fps: f64,
@@ -40,9 +46,12 @@ pub struct Status {
     pub rtsp_urls: Vec<String>,
     pub page_url: Option<String>,
     pub push: Vec<Push>,
+    /// Frames dropped across all sinks since start.
     pub dropped_frames: u64,
-    pub http_bytes_out: u64,
-    pub http_dropped: u64,
+    /// Per sink kind (`rtsp`, `http`, `push`): bytes written since start.
+    pub bytes_out: Vec<(&'static str, u64)>,
+    /// Per sink kind: frames dropped since start, by cause.
+    pub drops: Vec<(&'static str, Drops)>,
 }
 
 /// A JSON string literal.
@@ -83,21 +92,39 @@ pub fn status_json(s: &Status) -> String {
         .iter()
         .map(|p| {
             format!(
-                "{{\"name\":{},\"up\":{},\"detail\":{}}}",
+                "{{\"name\":{},\"up\":{},\"detail\":{},\"reconnects\":{}}}",
                 js(&p.name),
                 p.up,
-                js(&p.detail)
+                js(&p.detail),
+                p.reconnects
             )
         })
+        .collect();
+    let mut all = Drops::default();
+    for (_, d) in &s.drops {
+        all.too_slow += d.too_slow;
+        all.target_down += d.target_down;
+        all.waiting_for_keyframe += d.waiting_for_keyframe;
+    }
+    let causes: Vec<String> = all
+        .by_cause()
+        .iter()
+        .map(|(k, n)| format!("\"{k}\":{n}"))
+        .collect();
+    let bytes: Vec<String> = s
+        .bytes_out
+        .iter()
+        .map(|(k, n)| format!("\"{k}\":{n}"))
         .collect();
     format!(
         concat!(
             "{{\"version\":{},\"uptime_s\":{},",
-            "\"source\":{{\"name\":{},\"state\":{},\"error\":{}}},",
+            "\"source\":{{\"name\":{},\"state\":{},\"error\":{},\"restarts\":{}}},",
             "\"video\":{{\"width\":{},\"height\":{},\"fps\":{},\"bitrate_kbps\":{},",
             "\"measured_fps\":{}}},",
-            "\"frames\":{{\"encoded\":{},\"keyframes\":{},\"dropped\":{}}},",
-            "\"viewers\":{{\"rtsp\":{},\"http\":{}}},",
+            "\"frames\":{{\"encoded\":{},\"keyframes\":{},\"dropped\":{},",
+            "\"dropped_by_cause\":{{{}}}}},",
+            "\"viewers\":{{\"rtsp\":{},\"http\":{}}},\"bytes_out\":{{{}}},",
             "\"rtsp_urls\":[{}],\"page_url\":{},\"push\":[{}]}}\n"
         ),
         js(s.version),
@@ -105,6 +132,7 @@ pub fn status_json(s: &Status) -> String {
         js(&s.source),
         js(s.source_state),
         opt(&s.source_error),
+        s.source_restarts,
         s.width,
         s.height,
         num(s.fps),
@@ -113,8 +141,10 @@ pub fn status_json(s: &Status) -> String {
         s.frames_encoded,
         s.keyframes,
         s.dropped_frames,
+        causes.join(","),
         s.rtsp_viewers,
         s.http_viewers,
+        bytes.join(","),
         urls.join(","),
         opt(&s.page_url),
         push.join(","),
@@ -126,6 +156,10 @@ fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+fn labelled(v: &[(String, String)]) -> Vec<(&str, String)> {
+    v.iter().map(|(l, n)| (l.as_str(), n.clone())).collect()
 }
 
 fn metric(o: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, String)]) {
@@ -184,7 +218,7 @@ pub fn metrics(s: &Status) -> String {
     }
     cum += s.encode_overflow;
     let _ = writeln!(o, "edgestream_encode_seconds_bucket{{le=\"+Inf\"}} {cum}");
-    let _ = writeln!(o, "edgestream_encode_seconds_sum {}", num(s.encode_sum_s));
+    let _ = writeln!(o, "edgestream_encode_seconds_sum {:.6}", s.encode_sum_s);
     let _ = writeln!(o, "edgestream_encode_seconds_count {cum}");
     metric(
         &mut o,
@@ -196,40 +230,65 @@ pub fn metrics(s: &Status) -> String {
             ("{protocol=\"http\"}", s.http_viewers.to_string()),
         ],
     );
+    let bytes: Vec<(String, String)> = s
+        .bytes_out
+        .iter()
+        .map(|(k, n)| (format!("{{sink=\"{k}\"}}"), n.to_string()))
+        .collect();
     metric(
         &mut o,
         "sink_bytes_total",
         "counter",
-        "Bytes written to viewers, by sink kind.",
-        &[("{sink=\"http\"}", s.http_bytes_out.to_string())],
+        "Bytes written to viewers and push targets, by sink kind.",
+        &labelled(&bytes),
     );
+    let drops: Vec<(String, String)> = s
+        .drops
+        .iter()
+        .flat_map(|(k, d)| {
+            d.by_cause()
+                .map(|(cause, n)| (format!("{{sink=\"{k}\",cause=\"{cause}\"}}"), n.to_string()))
+        })
+        .collect();
     metric(
         &mut o,
         "dropped_frames_total",
         "counter",
-        "Frames dropped for slow sinks, by sink kind (all = every sink).",
-        &[
-            ("{sink=\"all\"}", s.dropped_frames.to_string()),
-            ("{sink=\"http\"}", s.http_dropped.to_string()),
-        ],
+        "Frames not handed to a sink, by sink kind and cause (too_slow: queue full; \
+         target_down: push target reconnecting; waiting_for_keyframe: a new sink).",
+        &labelled(&drops),
     );
-    let push: Vec<(String, String)> = s
+    let target = |p: &Push| format!("{{target=\"{}\"}}", label(&p.name));
+    let up: Vec<(String, String)> = s
         .push
         .iter()
-        .map(|p| {
-            (
-                format!("{{target=\"{}\"}}", label(&p.name)),
-                u8::from(p.up).to_string(),
-            )
-        })
+        .map(|p| (target(p), u8::from(p.up).to_string()))
         .collect();
-    let push: Vec<(&str, String)> = push.iter().map(|(l, v)| (l.as_str(), v.clone())).collect();
     metric(
         &mut o,
         "push_up",
         "gauge",
         "1 while a push target is publishing.",
-        &push,
+        &labelled(&up),
+    );
+    let reconnects: Vec<(String, String)> = s
+        .push
+        .iter()
+        .map(|p| (target(p), p.reconnects.to_string()))
+        .collect();
+    metric(
+        &mut o,
+        "push_reconnects_total",
+        "counter",
+        "Connection attempts to a push target after the first.",
+        &labelled(&reconnects),
+    );
+    metric(
+        &mut o,
+        "source_restarts_total",
+        "counter",
+        "Times the running source failed and was closed to be reopened.",
+        &one(s.source_restarts.to_string()),
     );
     metric(
         &mut o,
@@ -260,7 +319,26 @@ mod tests {
                 name: "rtmp://x/a/b".into(),
                 up: false,
                 detail: "retry in 2 s".into(),
+                reconnects: 3,
             }],
+            source_restarts: 2,
+            bytes_out: vec![("rtsp", 1000), ("http", 20)],
+            drops: vec![
+                (
+                    "rtsp",
+                    Drops {
+                        too_slow: 4,
+                        ..Drops::default()
+                    },
+                ),
+                (
+                    "push",
+                    Drops {
+                        target_down: 5,
+                        ..Drops::default()
+                    },
+                ),
+            ],
             rtsp_urls: vec!["rtsp://127.0.0.1:8554/live".into()],
             ..Status::default()
         }
@@ -275,6 +353,10 @@ mod tests {
             "\"width\":640",
             "\"error\":null",
             "\"up\":false",
+            "\"reconnects\":3",
+            "\"restarts\":2",
+            "\"dropped_by_cause\":{\"too_slow\":4,\"target_down\":5,\"waiting_for_keyframe\":0}",
+            "\"bytes_out\":{\"rtsp\":1000,\"http\":20}",
         ] {
             assert!(j.contains(f), "{f} in {j}");
         }
@@ -290,5 +372,19 @@ mod tests {
         assert!(m.contains("edgestream_encode_seconds_bucket{le=\"0.0025\"} 5\n"));
         assert!(m.contains("edgestream_encode_seconds_bucket{le=\"+Inf\"} 6\n"));
         assert!(m.contains("edgestream_push_up{target=\"rtmp://x/a/b\"} 0\n"));
+    }
+
+    #[test]
+    fn counters_per_sink_cause_and_target() {
+        let m = metrics(&status());
+        for line in [
+            "edgestream_sink_bytes_total{sink=\"rtsp\"} 1000\n",
+            "edgestream_dropped_frames_total{sink=\"rtsp\",cause=\"too_slow\"} 4\n",
+            "edgestream_dropped_frames_total{sink=\"push\",cause=\"target_down\"} 5\n",
+            "edgestream_push_reconnects_total{target=\"rtmp://x/a/b\"} 3\n",
+            "edgestream_source_restarts_total 2\n",
+        ] {
+            assert!(m.contains(line), "{line} in {m}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use super::request::Settings;
 use super::server::{HttpOptions, HttpStats, StatusSource};
 use super::snapshot::Snapshots;
 use crate::config::Config;
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, SinkKind};
 use crate::health::{Health, SourceState};
 use crate::rtsp::auth::Authenticator;
 use crate::rtsp::server::ServerStats;
@@ -76,6 +76,7 @@ pub fn status_source(facts: Facts) -> StatusSource {
         };
         let h = f.health.snapshot();
         let info = f.fanout.stream_info();
+        let totals = f.fanout.totals();
         let buckets: Vec<u64> = f
             .stats
             .encode_buckets
@@ -93,6 +94,7 @@ pub fn status_source(facts: Facts) -> StatusSource {
                 SourceState::Fault => "fault",
             },
             source_error: h.source_detail.clone(),
+            source_restarts: f.stats.source_restarts.load(Ordering::Relaxed),
             width: info.as_ref().map_or(0, |i| i.width),
             height: info.as_ref().map_or(0, |i| i.height),
             fps: info.as_ref().map_or(0.0, |i| i.fps.as_f64()),
@@ -118,11 +120,22 @@ pub fn status_source(facts: Facts) -> StatusSource {
             push: h
                 .pushes
                 .into_iter()
-                .map(|(name, up, detail)| Push { name, up, detail })
+                .map(|p| Push {
+                    name: p.name,
+                    up: p.up,
+                    detail: p.detail,
+                    reconnects: p.reconnects,
+                })
                 .collect(),
-            dropped_frames: f.fanout.dropped_total(),
-            http_bytes_out: http.bytes_out.load(Ordering::Relaxed),
-            http_dropped: http.dropped.load(Ordering::Relaxed),
+            dropped_frames: totals.dropped_total(),
+            bytes_out: SinkKind::ALL
+                .iter()
+                .map(|&k| (k.name(), totals.bytes(k)))
+                .collect(),
+            drops: SinkKind::ALL
+                .iter()
+                .map(|&k| (k.name(), totals.drops(k)))
+                .collect(),
         }
     })
 }

@@ -16,7 +16,7 @@ use super::api::{self, Status};
 use super::fmp4::{self, Fragmenter};
 use super::request::{self, Response, Route, Settings};
 use super::snapshot::{self, Snapshots};
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, SinkKind};
 use crate::rtsp::limits::{ConnTable, LimitSettings, TokenBucket};
 
 /// A stream write that makes no progress this long drops the viewer.
@@ -48,10 +48,9 @@ pub struct HttpOptions {
 pub struct HttpStats {
     pub connections: AtomicUsize,
     /// `/live.mp4` streams open now.
+    /// Their bytes and drops are counted by the fan-out
+    /// ([`crate::fanout::Fanout::totals`]).
     pub viewers: AtomicUsize,
-    pub bytes_out: AtomicU64,
-    /// Frames `/live.mp4` viewers lost to full queues (ended streams).
-    pub dropped: AtomicU64,
     pub refused: AtomicU64,
 }
 
@@ -246,10 +245,6 @@ async fn serve(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
         };
         let bytes = response.to_bytes(req.close, head_only);
         with_timeout(WRITE_TIMEOUT, (&stream).write_all(&bytes)).await?;
-        shared
-            .stats
-            .bytes_out
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if req.close {
             return Ok(());
         }
@@ -316,7 +311,9 @@ async fn live(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
         let r = not_ready("no picture yet; the source is starting").to_bytes(true, false);
         return with_timeout(WRITE_TIMEOUT, (&stream).write_all(&r)).await;
     };
-    let sub = shared.fanout.subscribe(shared.opts.queue_frames);
+    let sub = shared
+        .fanout
+        .subscribe(SinkKind::Http, shared.opts.queue_frames);
     let first = smol::future::or(async { sub.recv().await }, async {
         Timer::after(FIRST_FRAME_TIMEOUT).await;
         None
@@ -351,6 +348,7 @@ async fn live(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
     out.extend_from_slice(&init);
     out.extend_from_slice(b"\r\n");
     write_slices(&stream, &mut [IoSlice::new(&out)]).await?;
+    sub.meter().sent(out.len());
     let mut sent = out.len() as u64;
     let frame_ticks = (u64::from(fmp4::TIMESCALE) * u64::from(info.fps.den)
         / u64::from(info.fps.num.max(1))) as u32;
@@ -378,10 +376,7 @@ async fn live(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
             break Err(e);
         }
         sent += len as u64;
-        shared
-            .stats
-            .bytes_out
-            .fetch_add(len as u64, Ordering::Relaxed);
+        sub.meter().sent(len);
         let Some(next) = sub.recv().await else {
             break Ok(());
         };
@@ -396,7 +391,6 @@ async fn live(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
         frame = next;
     };
     let dropped = sub.stats().dropped.load(Ordering::Relaxed);
-    shared.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
     log::debug!("http: /live.mp4 viewer ended after {sent} bytes, {dropped} frames dropped");
     drop(sub);
     // The last chunk, unless the viewer is the one that stopped reading.

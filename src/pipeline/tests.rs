@@ -15,7 +15,7 @@ use crate::source::testsrc::TestPattern;
 #[test]
 fn encodes_the_test_pattern_into_the_fanout() {
     let fanout = Fanout::new(Arc::new(KeyframeRequest::default()));
-    let sub = fanout.subscribe(100);
+    let sub = fanout.subscribe(crate::fanout::SinkKind::Rtsp, 100);
     let src = TestPattern::new(160, 120, Fraction::new(30, 1), Pace::Asap).unwrap();
     let stats = Arc::new(PipelineStats::default());
     let health = Health::new();
@@ -236,7 +236,7 @@ impl Drop for FakeCamera {
 
 fn handles() -> (Handles, crate::fanout::Subscription) {
     let fanout = Fanout::new(Arc::new(KeyframeRequest::default()));
-    let sub = fanout.subscribe(1000);
+    let sub = fanout.subscribe(crate::fanout::SinkKind::Rtsp, 1000);
     (
         Handles {
             fanout,
@@ -281,6 +281,7 @@ fn reopens_a_failing_camera_and_resumes_with_a_keyframe() {
             _ => Ok(Box::new(FakeCamera::yuyv(&counters, None))),
         })
     };
+    let stats = h.stats.clone();
     let mut p = Pipeline::reopening(open, None, "camera /dev/fake", &opts(), h, Some(35)).unwrap();
     p.set_backoff(Duration::from_millis(5), Duration::from_millis(20));
     assert!(p.handles.fanout.stream_info().is_none(), "nothing open yet");
@@ -295,6 +296,8 @@ fn reopens_a_failing_camera_and_resumes_with_a_keyframe() {
     assert_eq!(keys, vec![0, 10, 20], "an IDR first and after each reopen");
     assert_eq!(attempts.load(Ordering::Relaxed), 4);
     assert_eq!(counters.opened.load(Ordering::Relaxed), 3);
+    let restarts = stats.source_restarts.load(Ordering::Relaxed);
+    assert_eq!(restarts, 2, "two failures of a running camera");
     // Two failed cameras closed by the pipeline, the last one at the end.
     assert_eq!(counters.closed.load(Ordering::Relaxed), 3);
     // Every frame's buffer went back (the converted ones before encoding).
@@ -535,7 +538,7 @@ fn camera_h264_frames_before_the_first_idr_are_dropped() {
         snapshots: Arc::default(),
     };
     let p = h264_camera_pipeline(&aus, &counters, h, 4);
-    let sub = fanout.subscribe(100);
+    let sub = fanout.subscribe(crate::fanout::SinkKind::Rtsp, 100);
     // The subscription asked for a keyframe: clear that, to see the
     // pipeline ask by itself when the stream starts mid-GOP.
     fanout.keyframe_request().take();

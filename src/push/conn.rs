@@ -10,6 +10,7 @@ use smol::Async;
 use super::publisher::Publisher;
 use super::tls::Tls;
 use super::{PushError, READ_SIZE, WRITE_TIMEOUT, timeout};
+use crate::fanout::Meter;
 use crate::rtmp::Event;
 
 /// Reads what the server sends and passes it on; the channel closes at the
@@ -40,6 +41,8 @@ pub(super) struct Conn {
     pub(super) publisher: Box<dyn Publisher>,
     /// RTMPS: TLS between the publisher and the socket.
     pub(super) tls: Option<Tls>,
+    /// Counts the bytes written (TLS records included).
+    pub(super) meter: Meter,
 }
 
 impl Conn {
@@ -84,6 +87,7 @@ impl Conn {
             if n == 0 {
                 return Err(PushError::Closed { during: what });
             }
+            self.meter.sent(n);
             bytes = &bytes[n..];
         }
         Ok(())

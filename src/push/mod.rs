@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use smol::{Async, Task, Timer};
 
-use crate::fanout::{Fanout, Subscription};
+use crate::fanout::{Fanout, SinkKind, Subscription};
 use crate::flv::audio::{AudioTag, SilentTrack};
 use crate::flv::{self, Skipped, VideoTagger};
 use crate::health::{Health, PushHealth};
@@ -227,7 +227,7 @@ impl Pushers {
                 }
                 names.push(name.clone());
                 let link = Link {
-                    sub: fanout.subscribe(QUEUE_FRAMES),
+                    sub: fanout.subscribe(SinkKind::Push, QUEUE_FRAMES),
                     target: t.clone(),
                     health: health.add_push(name.clone()),
                     name,
@@ -301,6 +301,9 @@ impl Link {
         for number in 0u64.. {
             if self.stop.is_set() {
                 return;
+            }
+            if number > 0 {
+                self.health.reconnecting();
             }
             self.health.set(false, "connecting");
             sub.stats().down.store(true, Ordering::Relaxed);
@@ -406,6 +409,7 @@ impl Link {
             rx,
             publisher: self.publisher(),
             tls,
+            meter: sub.meter().clone(),
         };
         let setup_name = conn.publisher.setup_name();
         match stoppable(&self.stop, timeout(SETUP_TIMEOUT, conn.setup(&self.name))).await {

@@ -214,6 +214,11 @@ pub(super) async fn media_task(
                     &mut packets,
                 );
                 sink.send_frame(&frame, &packets).await?;
+                let bytes: usize = packets
+                    .iter()
+                    .map(|p| p.header().len() + p.payload(&frame).len())
+                    .sum();
+                sub.meter().sent(bytes);
                 progress
                     .next_seq
                     .store(u32::from(pk.next_seq()), Ordering::Relaxed);
@@ -238,6 +243,7 @@ pub(super) async fn media_task(
                     &mut report,
                 );
                 sink.send_rtcp(&report).await?;
+                sub.meter().sent(report.len());
                 let jitter = SR_INTERVAL.as_millis() as u64 / 2;
                 next_report = Some(
                     Instant::now()

@@ -24,7 +24,7 @@ use super::media::{Output, Progress, Sink, UdpPair, media_task};
 use super::parse::Limits;
 use super::response::Response;
 use super::session::{Admission, MediaTransport, PlayParams, Settings};
-use crate::fanout::Fanout;
+use crate::fanout::{Fanout, SinkKind};
 use crate::media::StreamInfo;
 use crate::rtp;
 
@@ -641,7 +641,9 @@ impl ConnTask {
                 )
             }
         };
-        let sub = shared.fanout.subscribe(shared.opts.queue_frames);
+        let sub = shared
+            .fanout
+            .subscribe(SinkKind::Rtsp, shared.opts.queue_frames);
         let task = smol::spawn(media_task(
             params,
             sink,

@@ -177,3 +177,14 @@ pub fn check_flv(what: &str, bytes: &[u8]) -> Recording {
     rec.last_timestamp = last;
     rec
 }
+
+/// Writes `bytes` to `dir/name`; returns ffmpeg's decode errors and the
+/// number of frames ffprobe decodes from it.
+pub fn ffmpeg_check(dir: &std::path::Path, name: &str, bytes: &[u8]) -> (String, usize) {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    (
+        super::ffmpeg::decode_errors(&path),
+        super::ffmpeg::probe_frames(&path).len(),
+    )
+}

@@ -236,6 +236,25 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 impl Edgestream {
+    /// Starts the binary at 320x240 for `frames` frames, pushing to `url`,
+    /// with `more` arguments.
+    pub fn push_frames(frames: usize, url: &str, more: &[&str]) -> Self {
+        let n = frames.to_string();
+        let mut args = vec!["--size", "320x240", "--frames", &n, "--push", url];
+        args.extend_from_slice(more);
+        Self::start(&args)
+    }
+
+    /// Waits up to 20 s for `push TARGET: publishing` in the log; on failure
+    /// panics with the log and what `peer_logs` say then.
+    pub fn assert_publishing(&self, target: &str, peer_logs: &[&dyn Fn() -> String]) {
+        let line = format!("push {target}: publishing");
+        if self.wait_lines(&line, 1, Duration::from_secs(20)).is_none() {
+            let peers: Vec<String> = peer_logs.iter().map(|f| f()).collect();
+            panic!("not publishing:\n{}\n{}", self.log_text(), peers.join("\n"));
+        }
+    }
+
     /// How many log lines contain `needle`.
     pub fn count_lines(&self, needle: &str) -> usize {
         self.log

@@ -91,6 +91,39 @@ impl RawClient {
         self.response()
     }
 
+    /// DESCRIBE and SETUP of `rtsp://ADDR/live` with RTP interleaved over
+    /// TCP on channels 0-1; returns the session id.
+    pub fn setup_tcp(&mut self, addr: &str) -> String {
+        let url = format!("rtsp://{addr}/live");
+        let (status, _) = self
+            .request(&format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"))
+            .unwrap();
+        assert_eq!(status, 200);
+        let (status, resp) = self
+            .request(&format!(
+                "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+            ))
+            .unwrap();
+        assert_eq!(status, 200);
+        header(&resp, "Session")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Sends the PLAY for `session` (set up by [`Self::setup_tcp`]), with
+    /// `extra` header lines (each ending in CRLF), without waiting.
+    pub fn send_play(&mut self, addr: &str, session: &str, extra: &str) {
+        self.send(
+            format!(
+                "PLAY rtsp://{addr}/live RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n{extra}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+
     /// Whether the server has closed the connection (reads until EOF or
     /// the timeout).
     pub fn closed_within(&mut self, limit: Duration) -> bool {
@@ -111,6 +144,31 @@ impl RawClient {
             }
         }
         false
+    }
+}
+
+/// Connects, sets up and plays `rtsp://ADDR/live` over TCP by hand (PLAY
+/// with `extra` header lines); returns the client, now receiving media.
+pub fn raw_play(addr: &str, extra: &str) -> RawClient {
+    let mut c = RawClient::connect(addr);
+    let session = c.setup_tcp(addr);
+    c.send_play(addr, &session, extra);
+    let (status, _) = c.response().unwrap();
+    assert_eq!(status, 200);
+    c
+}
+
+/// The next RTP packet on interleaved channel 0 (RTCP and the rest skipped).
+pub fn next_rtp(c: &mut RawClient) -> Option<Vec<u8>> {
+    loop {
+        let mut head = [0u8; 4];
+        c.read_exact(&mut head).ok()?;
+        assert_eq!(head[0], b'$', "interleaved data only after PLAY");
+        let mut data = vec![0u8; u16::from_be_bytes([head[2], head[3]]) as usize];
+        c.read_exact(&mut data).ok()?;
+        if head[1] == 0 && data.len() > 13 {
+            return Some(data);
+        }
     }
 }
 

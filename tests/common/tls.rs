@@ -3,10 +3,10 @@
 //! all on 127.0.0.1.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
 
-use super::{is_listening, tool};
+use super::nginx::spawn_nginx;
+use super::tool;
 
 /// Where Debian's libnginx-mod-stream puts the module.
 pub const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
@@ -129,48 +129,18 @@ impl TlsProxy {
             "{NGINX_STREAM_MODULE} is missing; apt-get install libnginx-mod-stream"
         );
         std::fs::create_dir_all(dir).unwrap();
-        let d = dir.display();
-        let conf = format!(
-            "load_module {NGINX_STREAM_MODULE};\n\
-             daemon off;\nmaster_process off;\nworker_processes 1;\n\
-             pid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
-             events {{ worker_connections 64; }}\n\
-             stream {{ server {{ listen 127.0.0.1:{port} ssl; \
+        let body = format!(
+            "stream {{ server {{ listen 127.0.0.1:{port} ssl; \
              ssl_certificate {}; ssl_certificate_key {}; \
              proxy_pass 127.0.0.1:{backend}; }} }}\n",
             ca.cert.display(),
             ca.key.display()
         );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let mut p = Self {
+        let child = spawn_nginx(dir, NGINX_STREAM_MODULE, &body, port, "TLS nginx");
+        Self {
             child: Some(child),
             dir: dir.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !is_listening(port) {
-            if let Some(status) = p.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("TLS nginx exited with {status}:\n{}", p.error_log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "TLS nginx did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        p
     }
 
     pub fn error_log(&self) -> String {
