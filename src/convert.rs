@@ -35,14 +35,6 @@ impl I420Buffer {
         self.height = height;
     }
 
-    pub fn width(&self) -> u32 {
-        self.width
-    }
-
-    pub fn height(&self) -> u32 {
-        self.height
-    }
-
     /// The three planes, mutable: (Y, U, V).
     pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
         let (w, h) = (self.width as usize, self.height as usize);

@@ -23,8 +23,6 @@ use crate::slate::Slate;
 use crate::source::{FrameSource, SourceError, SourceFormat};
 use crate::stats::PipelineStats;
 
-pub use crate::reopen::{RETRY_MAX, RETRY_MIN};
-
 mod coder;
 mod error;
 use coder::{Coded, Coder};
@@ -236,8 +234,9 @@ impl Pipeline {
         self
     }
 
-    /// Changes the reopen backoff (tests).
-    pub fn set_backoff(&mut self, min: Duration, max: Duration) {
+    /// Changes the reopen backoff (unit tests).
+    #[cfg(test)]
+    pub(crate) fn set_backoff(&mut self, min: Duration, max: Duration) {
         self.policy.set_backoff(min, max);
     }
 

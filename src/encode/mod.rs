@@ -255,10 +255,6 @@ impl Encoder {
         }
     }
 
-    pub fn settings(&self) -> &EncoderSettings {
-        &self.settings
-    }
-
     /// The SPS and PPS every IDR repeats.
     pub fn parameter_sets(&self) -> &ParameterSets {
         &self.params
@@ -308,8 +304,9 @@ impl Encoder {
         unsafe { self.encode_raw(&mut pic) }
     }
 
-    /// Drains frames x264 still holds (none with zerolatency).
-    pub fn flush(&mut self) -> Result<Vec<EncodedFrame>, EncodeError> {
+    /// Drains frames x264 still holds (none with zerolatency; unit tests).
+    #[cfg(test)]
+    pub(crate) fn flush(&mut self) -> Result<Vec<EncodedFrame>, EncodeError> {
         let mut out = Vec::new();
         // SAFETY: the handle is open.
         while unsafe { sys::x264_encoder_delayed_frames(self.handle.as_ptr()) } > 0 {

@@ -3,6 +3,7 @@ use crate::encode::{Encoder, EncoderSettings};
 use crate::fanout::KeyframeRequest;
 use crate::h264::ParameterSets;
 use crate::media::Image;
+use crate::reopen::{RETRY_MAX, RETRY_MIN};
 use crate::source::v4l2::{CameraError, CameraErrorKind};
 
 /// What opening a camera that is not plugged in gives.

@@ -99,11 +99,6 @@ impl Reconnect {
         Self::default()
     }
 
-    /// Failed attempts since publishing last started.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
     /// Whether the target is in an outage old enough to back off.
     pub fn is_backing_off(&self) -> bool {
         self.state == State::BackingOff

@@ -242,10 +242,6 @@ impl Pushers {
         Ok(Self { tasks, stop })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
     /// Asks every target to finish (RTMP: FCUnpublish and deleteStream)
     /// and waits up to `grace` for them; the rest are cancelled.
     pub async fn stop(self, grace: Duration) {

@@ -246,7 +246,8 @@ impl Tls {
         Ok(())
     }
 
-    pub fn is_handshaking(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
     }
 

@@ -283,11 +283,6 @@ impl CommandSource {
         Ok(())
     }
 
-    /// The process id of the child, if one runs (tests).
-    pub fn child_id(&self) -> Option<u32> {
-        self.supervised.as_ref().map(|s| s.child.id())
-    }
-
     /// The error for an end of file: the child's exit, or the end of stdin.
     /// `Ok`: the end of stdin, the end of the stream.
     fn ended(&mut self, what: &'static str) -> Result<(), CommandError> {

@@ -71,8 +71,9 @@ impl Watchdog {
         self.last_data = Some(now);
     }
 
-    /// Whether any byte came yet.
-    pub fn started(&self) -> bool {
+    /// Whether any byte came yet (unit tests).
+    #[cfg(test)]
+    pub(crate) fn started(&self) -> bool {
         self.last_data.is_some()
     }
 
