@@ -35,9 +35,11 @@ pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
 pub fn open_source(config: &Config) -> Result<Box<dyn FrameSource>, String> {
     let fps = Fraction::new(config.fps, 1);
     match &config.source {
-        SourceSpec::TestPattern => TestPattern::new(config.width, config.height, fps, config.pace)
-            .map(|s| Box::new(s) as Box<dyn FrameSource>)
-            .map_err(|e| e.to_string()),
+        SourceSpec::TestPattern => {
+            TestPattern::new(config.size.width, config.size.height, fps, config.pace)
+                .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                .map_err(|e| e.to_string())
+        }
         SourceSpec::Y4m(path) => Y4mFile::open(path, config.pace)
             .map(|s| Box::new(s) as Box<dyn FrameSource>)
             .map_err(|e| e.to_string()),
@@ -58,8 +60,8 @@ pub fn command_opener(config: &Config, stop: Option<Arc<AtomicBool>>) -> Opener 
             _ => Vec::new(),
         },
         format: config.source_format,
-        width: config.width,
-        height: config.height,
+        width: config.size.width,
+        height: config.size.height,
         fps: Fraction::new(config.fps, 1),
         stride: config.source_stride,
         stop,
@@ -71,8 +73,8 @@ pub fn command_opener(config: &Config, stop: Option<Arc<AtomicBool>>) -> Opener 
 /// again by the pipeline after every failure.
 pub fn camera_opener(config: &Config, path: &std::path::Path) -> Opener {
     let req = Request {
-        width: config.width,
-        height: config.height,
+        width: config.size.width,
+        height: config.size.height,
         fps: config.fps,
         format: config.camera_format,
     };
@@ -107,12 +109,12 @@ pub fn open_to_network(listen: SocketAddr, has_users: bool) -> bool {
 
 /// The RTSP server's options from the configuration.
 pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptions, String> {
-    let auth = if config.rtsp_users.is_empty() {
+    let auth = if config.rtsp_users().is_empty() {
         None
     } else {
         let secret = random_secret().map_err(|e| format!("cannot draw a random nonce key: {e}"))?;
         Some(Arc::new(Authenticator::new(
-            config.rtsp_users.clone(),
+            config.rtsp_users().clone(),
             config.rtsp_basic_auth,
             secret,
             Instant::now(),
@@ -121,7 +123,7 @@ pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptio
     Ok(ServerOptions {
         listen,
         path: config.rtsp_path.clone(),
-        session_timeout: Duration::from_secs(config.session_timeout),
+        session_timeout: config.session_timeout,
         max_payload: config.rtp_payload_size,
         max_viewers: config.max_viewers,
         parse_limits: Limits {
@@ -208,7 +210,7 @@ fn bind_http(
             let addr = server.local_addr().map_err(|e| e.to_string())?;
             let url = face::page_urls(addr).swap_remove(0);
             let _ = page.set(url.clone());
-            if open_to_network(listen, !config.rtsp_users.is_empty()) {
+            if open_to_network(listen, !config.rtsp_users().is_empty()) {
                 log::warn!(
                     "http: listening on {listen} without authentication: anyone who can reach this \
                      device can watch; set rtsp-users-file (or rtsp-user), or listen on 127.0.0.1"
@@ -260,8 +262,8 @@ pub fn build_pipeline(
     let fmt = match &source {
         Some(s) => s.format().clone(),
         None => SourceFormat {
-            width: config.width,
-            height: config.height,
+            width: config.size.width,
+            height: config.size.height,
             fps: Fraction::new(config.fps, 1),
             pixel_format: crate::media::PixelFormat::I420,
             description: match &config.source {
@@ -272,7 +274,11 @@ pub fn build_pipeline(
     };
     if !matches!(config.source, SourceSpec::TestPattern)
         && (fmt.width, fmt.height, fmt.fps)
-            != (config.width, config.height, Fraction::new(config.fps, 1))
+            != (
+                config.size.width,
+                config.size.height,
+                Fraction::new(config.fps, 1),
+            )
     {
         log::info!(
             "source: {} delivers {}x{} at {} fps; using that",
@@ -284,7 +290,7 @@ pub fn build_pipeline(
     }
     let opts = EncodeOptions {
         bitrate_kbps: config.bitrate,
-        keyint_seconds: config.keyint,
+        keyint_seconds: config.keyint.as_secs_f64(),
         threads: config.threads,
     };
     let pipeline = match (camera, source) {
@@ -294,7 +300,11 @@ pub fn build_pipeline(
         (None, Some(source)) => Pipeline::new(source, &opts, handles, config.frames)?,
         (None, None) => return Err("no source".into()),
     }
-    .with_slate(config.width, config.height, Fraction::new(config.fps, 1));
+    .with_slate(
+        config.size.width,
+        config.size.height,
+        Fraction::new(config.fps, 1),
+    );
     Ok((pipeline, fmt))
 }
 
@@ -305,8 +315,8 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
         max_connections: config.max_connections,
         max_connections_per_ip: config.max_connections_per_ip,
         max_requests_per_second: config.max_requests_per_second,
-        handshake_timeout: Duration::from_secs(config.handshake_timeout),
-        idle_timeout: Duration::from_secs(config.idle_timeout),
+        handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.idle_timeout,
     }
 }
 
@@ -384,7 +394,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
         Some(listen) => {
             let server = RtspServer::bind(server_options(&config, listen)?, fanout.clone())
                 .map_err(|e| format!("cannot serve RTSP on {listen}: {e}"))?;
-            if open_to_network(listen, !config.rtsp_users.is_empty()) {
+            if open_to_network(listen, !config.rtsp_users().is_empty()) {
                 log::warn!(
                     "rtsp: listening on {listen} without authentication: anyone who can reach this \
                      device can watch; set rtsp-users-file (or rtsp-user), or listen on 127.0.0.1"
