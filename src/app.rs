@@ -460,7 +460,8 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let (done_tx, done_rx) = smol::channel::bounded(4);
-    let mut pipe = PipelineThread::spawn(pipeline, pipe_stop, 0, done_tx.clone())?;
+    let mut pipe = PipelineThread::spawn(pipeline, pipe_stop, 0, done_tx.clone())
+        .map_err(|e| e.to_string())?;
     let control = server.as_ref().map(|s| s.control());
 
     let result = smol::block_on(async {
@@ -550,7 +551,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
                     };
                     match ctx.apply(&running, &new, &mut pipe).await {
                         Ok(()) => running = new,
-                        Err(e) => break End::Pipeline(Err(e)),
+                        Err(e) => break End::Pipeline(Err(e.to_string())),
                     }
                 }
                 Event::Signal(Some(Ok(sig))) => break End::Signal(sig as i32),
@@ -592,7 +593,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), String> {
     match result {
         End::Signal(sig) => {
             log::info!("stopping on signal {sig}");
-            joined.map(|_| ())
+            joined.map(|_| ()).map_err(|e| e.to_string())
         }
         End::Pipeline(Ok(Ended::FrameLimit)) => {
             log::info!(

@@ -83,6 +83,52 @@ pub fn reread(cli: Option<&Cli>) -> Option<Config> {
     }
 }
 
+/// Why a reload (or starting and stopping a pipeline generation) failed.
+#[derive(Debug)]
+pub enum ReloadError {
+    /// The encoder thread could not be started.
+    Spawn(std::io::Error),
+    /// The encoder thread panicked.
+    Panicked,
+    /// The old pipeline did not stop within this long to restart.
+    StopTimeout(std::time::Duration),
+    /// The pipeline could not be built (for the new configuration, and
+    /// then for the old one) or ended with an error: the pipeline's error.
+    Pipeline(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ReloadError {
+    fn pipeline(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Pipeline(e.into())
+    }
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Spawn(e) => write!(f, "cannot start the encoder thread: {e}"),
+            Self::Panicked => f.write_str("the encoder thread panicked"),
+            Self::StopTimeout(limit) => write!(
+                f,
+                "SIGHUP: the pipeline did not stop within {} s to restart; exiting",
+                limit.as_secs()
+            ),
+            // The pipeline's own message, not wrapped again.
+            Self::Pipeline(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Spawn(e) => Some(e),
+            Self::Pipeline(e) => e.source(),
+            Self::Panicked | Self::StopTimeout(_) => None,
+        }
+    }
+}
+
 /// How long a reload waits for the old pipeline to stop.
 const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -104,7 +150,7 @@ impl PipelineThread {
         stop: Arc<AtomicBool>,
         generation: u64,
         done: Done,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ReloadError> {
         let thread = std::thread::Builder::new()
             .name("capture-encode".into())
             .spawn(move || {
@@ -112,7 +158,7 @@ impl PipelineThread {
                 let _ = done.send_blocking((generation, result.clone()));
                 result
             })
-            .map_err(|e| format!("cannot start the encoder thread: {e}"))?;
+            .map_err(ReloadError::Spawn)?;
         Ok(Self {
             generation,
             stop,
@@ -121,14 +167,15 @@ impl PipelineThread {
     }
 
     /// Stops the loop and waits for the thread (off the async threads).
-    pub async fn stop(&mut self) -> Result<Ended, String> {
+    pub async fn stop(&mut self) -> Result<Ended, ReloadError> {
         self.stop.store(true, Ordering::Relaxed);
         let Some(thread) = self.thread.take() else {
             return Ok(Ended::Stopped);
         };
-        smol::unblock(move || thread.join())
-            .await
-            .unwrap_or_else(|_| Err("the encoder thread panicked".into()))
+        match smol::unblock(move || thread.join()).await {
+            Ok(result) => result.map_err(ReloadError::pipeline),
+            Err(_) => Err(ReloadError::Panicked),
+        }
     }
 }
 
@@ -178,7 +225,7 @@ impl Reload<'_> {
         old: &Config,
         new: &Config,
         pipe: &mut PipelineThread,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReloadError> {
         let plan = plan(old, new);
         if plan.is_empty() {
             log::info!("SIGHUP: configuration reread, nothing changed");
@@ -237,12 +284,7 @@ impl Reload<'_> {
             })
             .await;
             match stopped {
-                None => {
-                    return Err(format!(
-                        "SIGHUP: the pipeline did not stop within {} s to restart; exiting",
-                        STOP_LIMIT.as_secs()
-                    ));
-                }
+                None => return Err(ReloadError::StopTimeout(STOP_LIMIT)),
                 Some(Err(e)) => log::warn!("SIGHUP: the old pipeline ended with: {e}"),
                 Some(Ok(_)) => {}
             }
@@ -270,7 +312,11 @@ impl Reload<'_> {
 }
 
 impl Reload<'_> {
-    fn start_pipeline(&self, config: &Config, generation: u64) -> Result<PipelineThread, String> {
+    fn start_pipeline(
+        &self,
+        config: &Config,
+        generation: u64,
+    ) -> Result<PipelineThread, ReloadError> {
         let stop = Arc::new(AtomicBool::new(false));
         let handles = Handles {
             fanout: self.fanout.clone(),
@@ -279,7 +325,8 @@ impl Reload<'_> {
             stop: stop.clone(),
             snapshots: self.snapshots.clone(),
         };
-        let (pipeline, _) = crate::app::build_pipeline(config, handles)?;
+        let (pipeline, _) =
+            crate::app::build_pipeline(config, handles).map_err(ReloadError::pipeline)?;
         PipelineThread::spawn(pipeline, stop, generation, self.done.clone())
     }
 }

@@ -89,6 +89,7 @@ impl FlagValue for Vec<String> {
 /// Expands the key table. Each entry:
 ///
 /// ```text
+/// @cfg(feature = "webrtc")            // optional: a key only in some builds
 /// /// --help text (clap reads the doc comment)
 /// #[arg(value_name = "N")]            // more clap attributes, if any
 /// field: "flag-and-key-name", FlagType => FileType => ConfigType = default;
@@ -101,6 +102,7 @@ impl FlagValue for Vec<String> {
 /// and a file value then go through the same reader).
 macro_rules! keys {
     ($(
+        $(@cfg($cfg:meta))?
         $(#[$attr:meta])*
         $field:ident : $name:literal, $flag:ty => $file:ty => $ty:ty = $default:expr;
             reload $reload:ident; readme $rdefault:literal, $rdoc:literal;
@@ -127,6 +129,7 @@ macro_rules! keys {
             #[arg(long, value_name = "FILE")]
             pub config: Option<std::path::PathBuf>,
             $(
+                $(#[cfg($cfg)])?
                 $(#[$attr])*
                 #[arg(long = $name)]
                 pub $field: $flag,
@@ -151,6 +154,7 @@ macro_rules! keys {
         #[serde(deny_unknown_fields)]
         pub(super) struct FileConfig {
             $(
+                $(#[cfg($cfg)])?
                 #[serde(rename = $name)]
                 $field: Option<$file>,
             )*
@@ -160,6 +164,7 @@ macro_rules! keys {
         #[derive(Debug, Clone, PartialEq)]
         pub struct Config {
             $(
+                $(#[cfg($cfg)])?
                 #[doc = $rdoc]
                 pub $field: $ty,
             )*
@@ -167,6 +172,7 @@ macro_rules! keys {
 
         /// Every key, in `--help` order.
         pub static KEYS: &[Key] = &[$(
+            $(#[cfg($cfg)])?
             Key {
                 name: $name,
                 reload: Apply::$reload,
@@ -175,11 +181,15 @@ macro_rules! keys {
             },
         )*];
 
+        /// The name of every key, also those of features this build leaves out.
+        #[cfg(test)]
+        pub(super) static ALL_NAMES: &[&str] = &[$($name,)*];
+
         impl Config {
             /// Every key at its default, before the defaults that follow
             /// other keys ([`Config::default`] has those too).
             pub(super) fn table_defaults() -> Self {
-                Self { $($field: $default,)* }
+                Self { $($(#[cfg($cfg)])? $field: $default,)* }
             }
 
             /// Reads every key given by a flag or in the file (flags win);
@@ -191,7 +201,7 @@ macro_rules! keys {
             ) -> Result<(Self, Vec<Origin>), ConfigError> {
                 let mut c = Self::table_defaults();
                 let mut given = Vec::new();
-                $(
+                $($(#[cfg($cfg)])? {
                     let picked = match (FlagValue::given(cli.$field.clone()), file.$field) {
                         (Some(v), _) => Some((<$file as From<_>>::from(v), Origin::new($name, None))),
                         (None, Some(v)) => Some((v, Origin::new($name, path))),
@@ -202,19 +212,19 @@ macro_rules! keys {
                         c.$field = read(v, &o)?;
                         given.push(o);
                     }
-                )*
+                })*
                 Ok((c, given))
             }
 
             /// The effective configuration as a config file.
             pub fn to_toml(&self) -> String {
                 let mut t = toml::Table::new();
-                $(
+                $($(#[cfg($cfg)])? {
                     let print: fn(&$ty) -> Option<toml::Value> = $print;
                     if let Some(v) = print(&self.$field) {
                         t.insert($name.into(), v);
                     }
-                )*
+                })*
                 toml::to_string(&t).unwrap_or_default()
             }
 
@@ -222,11 +232,11 @@ macro_rules! keys {
             /// each is applied on reload, in table order.
             pub fn changed(old: &Self, new: &Self) -> Vec<(&'static str, Apply)> {
                 let mut v = Vec::new();
-                $(
+                $($(#[cfg($cfg)])? {
                     if old.$field != new.$field {
                         v.push(($name, Apply::$reload));
                     }
-                )*
+                })*
                 v
             }
         }

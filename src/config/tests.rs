@@ -457,6 +457,12 @@ fn readme_lists_exactly_the_keys() {
     let extra: Vec<&&str> = rows
         .iter()
         .filter(|r| !KEYS.iter().any(|k| k.readme_row() == **r))
+        // A key of a feature left out of this build cannot be compared.
+        .filter(|r| {
+            !keys::ALL_NAMES.iter().any(|n| {
+                !KEYS.iter().any(|k| k.name == *n) && r.starts_with(&format!("| `--{n}` "))
+            })
+        })
         .collect();
     assert!(extra.is_empty(), "README rows for no key: {extra:?}");
 }
