@@ -38,9 +38,11 @@ pub const STATS_INTERVAL: Duration = Duration::from_secs(10);
 pub fn open_source(config: &Config) -> Result<Box<dyn FrameSource>, SourceError> {
     let fps = Fraction::new(config.fps, 1);
     match &config.source {
-        SourceSpec::TestPattern => TestPattern::new(config.width, config.height, fps, config.pace)
-            .map(|s| Box::new(s) as Box<dyn FrameSource>)
-            .map_err(SourceError::from),
+        SourceSpec::TestPattern => {
+            TestPattern::new(config.size.width, config.size.height, fps, config.pace)
+                .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                .map_err(SourceError::from)
+        }
         SourceSpec::Y4m(path) => Y4mFile::open(path, config.pace)
             .map(|s| Box::new(s) as Box<dyn FrameSource>)
             .map_err(SourceError::from),
@@ -59,8 +61,8 @@ pub fn command_opener(config: &Config, stop: Option<Arc<AtomicBool>>) -> Opener 
             _ => Vec::new(),
         },
         format: config.source_format,
-        width: config.width,
-        height: config.height,
+        width: config.size.width,
+        height: config.size.height,
         fps: Fraction::new(config.fps, 1),
         stride: config.source_stride,
         stop,
@@ -76,8 +78,8 @@ pub fn command_opener(config: &Config, stop: Option<Arc<AtomicBool>>) -> Opener 
 /// again by the pipeline after every failure.
 pub fn camera_opener(config: &Config, path: &std::path::Path) -> Opener {
     let req = Request {
-        width: config.width,
-        height: config.height,
+        width: config.size.width,
+        height: config.size.height,
         fps: config.fps,
         format: config.camera_format,
     };
@@ -116,12 +118,12 @@ pub fn open_to_network(listen: SocketAddr, has_users: bool) -> bool {
 
 /// The RTSP server's options from the configuration.
 pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptions, RunError> {
-    let auth = if config.rtsp_users.is_empty() {
+    let auth = if config.rtsp_users().is_empty() {
         None
     } else {
         let secret = random_secret().map_err(RunError::RandomKey)?;
         Some(Arc::new(Authenticator::new(
-            config.rtsp_users.clone(),
+            config.rtsp_users().clone(),
             config.rtsp_basic_auth,
             secret,
             Instant::now(),
@@ -130,7 +132,7 @@ pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptio
     Ok(ServerOptions {
         listen,
         path: config.rtsp_path.clone(),
-        session_timeout: Duration::from_secs(config.session_timeout),
+        session_timeout: config.session_timeout,
         max_payload: config.rtp_payload_size,
         max_viewers: config.max_viewers,
         parse_limits: Limits {
@@ -223,7 +225,7 @@ fn bind_http(
             })?;
             let url = face::page_urls(addr).swap_remove(0);
             let _ = page.set(url.clone());
-            if open_to_network(listen, !config.rtsp_users.is_empty()) {
+            if open_to_network(listen, !config.rtsp_users().is_empty()) {
                 log::warn!(
                     "http: listening on {listen} without authentication: anyone who can reach this \
                      device can watch; set rtsp-users-file (or rtsp-user), or listen on 127.0.0.1"
@@ -275,8 +277,8 @@ pub fn build_pipeline(
     let fmt = match &source {
         Some(s) => s.format().clone(),
         None => SourceFormat {
-            width: config.width,
-            height: config.height,
+            width: config.size.width,
+            height: config.size.height,
             fps: Fraction::new(config.fps, 1),
             pixel_format: crate::media::PixelFormat::I420,
             description: match &config.source {
@@ -287,7 +289,11 @@ pub fn build_pipeline(
     };
     if !matches!(config.source, SourceSpec::TestPattern)
         && (fmt.width, fmt.height, fmt.fps)
-            != (config.width, config.height, Fraction::new(config.fps, 1))
+            != (
+                config.size.width,
+                config.size.height,
+                Fraction::new(config.fps, 1),
+            )
     {
         log::info!(
             "source: {} delivers {}x{} at {} fps; using that",
@@ -299,7 +305,7 @@ pub fn build_pipeline(
     }
     let opts = EncodeOptions {
         bitrate_kbps: config.bitrate,
-        keyint_seconds: config.keyint,
+        keyint_seconds: config.keyint.as_secs_f64(),
         threads: config.threads,
     };
     let pipeline = match (camera, source) {
@@ -309,7 +315,11 @@ pub fn build_pipeline(
         (None, Some(source)) => Pipeline::new(source, &opts, handles, config.frames)?,
         (None, None) => return Err(RunError::NoSource),
     }
-    .with_slate(config.width, config.height, Fraction::new(config.fps, 1));
+    .with_slate(
+        config.size.width,
+        config.size.height,
+        Fraction::new(config.fps, 1),
+    );
     Ok((pipeline, fmt))
 }
 
@@ -320,8 +330,8 @@ pub fn limit_settings(config: &Config) -> LimitSettings {
         max_connections: config.max_connections,
         max_connections_per_ip: config.max_connections_per_ip,
         max_requests_per_second: config.max_requests_per_second,
-        handshake_timeout: Duration::from_secs(config.handshake_timeout),
-        idle_timeout: Duration::from_secs(config.idle_timeout),
+        handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.idle_timeout,
     }
 }
 
@@ -399,7 +409,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), RunError> 
         Some(listen) => {
             let server = RtspServer::bind(server_options(&config, listen)?, fanout.clone())
                 .map_err(|source| RunError::Rtsp { listen, source })?;
-            if open_to_network(listen, !config.rtsp_users.is_empty()) {
+            if open_to_network(listen, !config.rtsp_users().is_empty()) {
                 log::warn!(
                     "rtsp: listening on {listen} without authentication: anyone who can reach this \
                      device can watch; set rtsp-users-file (or rtsp-user), or listen on 127.0.0.1"

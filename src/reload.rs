@@ -1,6 +1,6 @@
 //! Reload on SIGHUP. [`plan`] is pure: the old and the new configuration
 //! in, which keys apply live, which restart the capture pipeline, and which
-//! need the process restarted. [`Reload::apply`] is the thin adapter that
+//! need the process restarted. [`Apply::apply`] is the thin adapter that
 //! carries a plan out on the running push targets, RTSP server and
 //! pipeline thread.
 
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::app::RunError;
-use crate::config::{Cli, Config};
+use crate::config::{Apply, Cli, Config};
 use crate::fanout::Fanout;
 use crate::health::{Health, PushHealth};
 use crate::pipeline::{Ended, Handles, Pipeline, PipelineError};
@@ -37,52 +37,16 @@ impl Plan {
     }
 }
 
-/// Compares two configurations key by key.
+/// Compares two configurations key by key; how each key is applied is in
+/// the key table (`crate::config::keys`).
 pub fn plan(old: &Config, new: &Config) -> Plan {
     let mut p = Plan::default();
-    macro_rules! key {
-        ($list:ident, $name:literal, $($field:ident),+) => {
-            if $(old.$field != new.$field)||+ {
-                p.$list.push($name);
-            }
-        };
-    }
-    key!(live, "push", push);
-    key!(live, "rtsp-user", rtsp_users, rtsp_user_entries);
-    key!(live, "rtsp-users-file", rtsp_users_file);
-    key!(live, "rtsp-basic-auth", rtsp_basic_auth);
-    key!(live, "max-viewers", max_viewers);
-    key!(live, "max-connections", max_connections);
-    key!(live, "max-connections-per-ip", max_connections_per_ip);
-    key!(live, "max-requests-per-second", max_requests_per_second);
-    key!(live, "log-level", log_level);
-    key!(pipeline, "source", source);
-    key!(pipeline, "size", width, height);
-    key!(pipeline, "fps", fps);
-    key!(pipeline, "bitrate", bitrate);
-    key!(pipeline, "keyint", keyint);
-    key!(pipeline, "threads", threads);
-    key!(pipeline, "camera-format", camera_format);
-    key!(pipeline, "pace", pace);
-    key!(pipeline, "frames", frames);
-    key!(pipeline, "source-format", source_format);
-    key!(pipeline, "source-stride", source_stride);
-    key!(restart, "rtsp", rtsp);
-    key!(restart, "rtsp-path", rtsp_path);
-    key!(restart, "rtsp-udp-ports", rtsp_udp_ports);
-    key!(restart, "rtp-payload-size", rtp_payload_size);
-    key!(restart, "session-timeout", session_timeout);
-    key!(restart, "max-request-bytes", max_request_bytes);
-    key!(restart, "handshake-timeout", handshake_timeout);
-    key!(restart, "idle-timeout", idle_timeout);
-    key!(restart, "led", led);
-    key!(restart, "button", button);
-    key!(restart, "keyframe-burst", keyframe_burst);
-    key!(restart, "audio", audio);
-    key!(restart, "push-tls-ca", push_tls_ca);
-    // Users read from the same file name may have changed inside it.
-    if !p.live.contains(&"rtsp-user") && old.rtsp_users != new.rtsp_users {
-        p.live.push("rtsp-user");
+    for (key, how) in Config::changed(old, new) {
+        match how {
+            Apply::Live => p.live.push(key),
+            Apply::Pipeline => p.pipeline.push(key),
+            Apply::Restart => p.restart.push(key),
+        }
     }
     p
 }
@@ -163,10 +127,10 @@ impl PipelineThread {
         let Some(thread) = self.thread.take() else {
             return Ok(Ended::Stopped);
         };
-        smol::unblock(move || thread.join())
-            .await
-            .map_err(|_| RunError::EncoderPanicked)?
-            .map_err(RunError::from)
+        match smol::unblock(move || thread.join()).await {
+            Ok(result) => result.map_err(RunError::from),
+            Err(_) => Err(RunError::EncoderPanicked),
+        }
     }
 }
 
@@ -275,9 +239,7 @@ impl Reload<'_> {
             })
             .await;
             match stopped {
-                None => {
-                    return Err(RunError::ReloadStuck(STOP_LIMIT));
-                }
+                None => return Err(RunError::ReloadStuck(STOP_LIMIT)),
                 Some(Err(e)) => log::warn!("SIGHUP: the old pipeline ended with: {e}"),
                 Some(Ok(_)) => {}
             }
@@ -337,8 +299,8 @@ mod tests {
         let mut new = old.clone();
         new.push = vec!["tcp://127.0.0.1:6666/a".into()];
         new.max_viewers = 5;
-        new.width = 320;
-        new.idle_timeout = 5;
+        new.size.width = 320;
+        new.idle_timeout = std::time::Duration::from_secs(5);
         let p = plan(&old, &new);
         assert_eq!(p.live, vec!["push", "max-viewers"]);
         assert_eq!(p.pipeline, vec!["size"]);

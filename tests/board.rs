@@ -56,7 +56,7 @@ fn every_profile_loads_and_is_tuned_for_its_board() {
         }
         assert_eq!(c.source, SourceSpec::Device("/dev/video0".into()));
         assert_eq!(c.rtsp.unwrap().port(), 8554, "{}", path.display());
-        let got = (c.width, c.height, c.fps, c.bitrate, c.threads);
+        let got = (c.size.width, c.size.height, c.fps, c.bitrate, c.threads);
         let (want, led, button) = match name {
             // One ARMv6 core: 640x480 at 10 fps, threads chosen (one).
             "rpi-zero" => ((640, 480, 10, 600, 0), gpio(17), gpio(27)),
@@ -92,10 +92,14 @@ fn check_csi_profile(name: &str, c: &Config) {
     assert_eq!(arg("--codec"), Some("h264"), "{name}");
     assert!(has("-n") && has("--inline") && has("--flush"), "{name}");
     assert_eq!(arg("--profile"), Some("baseline"), "{name}");
-    assert_eq!(arg("--width"), Some(c.width.to_string().as_str()), "{name}");
+    assert_eq!(
+        arg("--width"),
+        Some(c.size.width.to_string().as_str()),
+        "{name}"
+    );
     assert_eq!(
         arg("--height"),
-        Some(c.height.to_string().as_str()),
+        Some(c.size.height.to_string().as_str()),
         "{name}"
     );
     assert_eq!(
@@ -112,7 +116,7 @@ fn check_csi_profile(name: &str, c: &Config) {
         "rpi4-csi" => (1920, 1080),
         other => panic!("no expectations for board/{other}.toml"),
     };
-    assert_eq!((c.width, c.height, c.fps), (w, h, 30), "{name}");
+    assert_eq!((c.size.width, c.size.height, c.fps), (w, h, 30), "{name}");
     assert_eq!(
         (c.led.clone(), c.button.clone()),
         (gpio(17), gpio(27)),

@@ -21,14 +21,9 @@ pub struct LimitSettings {
 }
 
 impl Default for LimitSettings {
+    /// The config keys' defaults (defined once, in the key table).
     fn default() -> Self {
-        Self {
-            max_connections: 512,
-            max_connections_per_ip: 40,
-            max_requests_per_second: 20,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-        }
+        crate::app::limit_settings(&crate::config::Config::default())
     }
 }
 

@@ -30,9 +30,10 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// `max_header_bytes`: the `max-request-bytes` key's default.
     fn default() -> Self {
         Self {
-            max_header_bytes: 8 * 1024,
+            max_header_bytes: crate::config::Config::default().max_request_bytes,
             max_body_bytes: 4 * 1024,
             max_uri_bytes: 2 * 1024,
         }

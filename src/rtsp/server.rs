@@ -57,18 +57,22 @@ pub struct ServerOptions {
 }
 
 impl Default for ServerOptions {
+    /// The config keys' defaults (defined once, in the key table).
     fn default() -> Self {
+        let c = crate::config::Config::default();
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8554)),
-            path: "/live".into(),
-            session_timeout: Duration::from_secs(60),
-            max_payload: 1400,
-            max_viewers: 32,
+            listen: c
+                .rtsp
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8554))),
+            path: c.rtsp_path,
+            session_timeout: c.session_timeout,
+            max_payload: c.rtp_payload_size,
+            max_viewers: c.max_viewers,
             queue_frames: 30,
             parse_limits: Limits::default(),
             limits: LimitSettings::default(),
             udp: true,
-            udp_ports: None,
+            udp_ports: c.rtsp_udp_ports,
             auth: None,
         }
     }
