@@ -26,7 +26,8 @@ proxy adds one loopback hop (TCP_NODELAY) to the reference.
 Runs alternate (edgestream, reference) RUNS times, SECS seconds each,
 measured from 2 s after the first frame. Prints per run and pooled: frames
 per second presented, delay median and p95, and the ratios edgestream /
-reference. Figures only: it never passes or fails.
+reference; with SECS of 120 or more also the first and the last minute's
+median (growth over a long play). Figures only: it never passes or fails.
 """
 import http.client
 import http.server
@@ -153,6 +154,7 @@ def play(hub, url, secs, tmp):
     try:
         first = start = None
         delays = []
+        timed = []
         end = time.time() + secs + 30
         while time.time() < end:
             try:
@@ -168,7 +170,15 @@ def play(hub, url, secs, tmp):
                     start = (t, r["frames"])
                 continue
             delays.extend(r["delays"])
+            timed.extend((t - start[0], d) for d in r["delays"])
             if t - start[0] >= secs:
+                if secs >= 120:
+                    a = [d for at, d in timed if at < 60]
+                    b = [d for at, d in timed if at >= t - start[0] - 60]
+                    print(f"  {url}: delay median first minute {statistics.median(a):.1f} ms "
+                          f"({len(a)} frames), last minute {statistics.median(b):.1f} ms "
+                          f"({len(b)} frames), {r['frames'] - start[1]} frames presented",
+                          flush=True)
                 return (r["frames"] - start[1]) / (t - start[0]), delays
         raise SystemExit(f"the page at {url} did not play")
     finally:

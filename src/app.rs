@@ -185,10 +185,7 @@ fn bind_http(
     let auth = server_options(config, listen)?.auth;
     let rtsp_urls = match rtsp {
         Some(s) => viewer_urls(
-            s.local_addr().map_err(|source| RunError::LocalAddr {
-                what: "rtsp",
-                source,
-            })?,
+            s.local_addr().map_err(RunError::local_addr("rtsp"))?,
             &config.rtsp_path,
         ),
         None => Vec::new(),
@@ -219,10 +216,7 @@ fn bind_http(
         with_url,
     ) {
         Ok(server) => {
-            let addr = server.local_addr().map_err(|source| RunError::LocalAddr {
-                what: "http",
-                source,
-            })?;
+            let addr = server.local_addr().map_err(RunError::local_addr("http"))?;
             let url = face::page_urls(addr).swap_remove(0);
             let _ = page.set(url.clone());
             if open_to_network(listen, !config.rtsp_users().is_empty()) {
@@ -436,10 +430,7 @@ pub fn run_reloadable(config: Config, cli: Option<Cli>) -> Result<(), RunError> 
     );
     let ready_status = match &server {
         Some(s) => {
-            let addr = s.local_addr().map_err(|source| RunError::LocalAddr {
-                what: "rtsp",
-                source,
-            })?;
+            let addr = s.local_addr().map_err(RunError::local_addr("rtsp"))?;
             let urls = viewer_urls(addr, &config.rtsp_path);
             let udp = s
                 .udp_ports()

@@ -94,6 +94,13 @@ impl std::error::Error for RunError {
     }
 }
 
+impl RunError {
+    /// For `map_err`: `what`'s bound address could not be read.
+    pub fn local_addr(what: &'static str) -> impl FnOnce(io::Error) -> Self {
+        move |source| Self::LocalAddr { what, source }
+    }
+}
+
 impl From<SourceError> for RunError {
     fn from(e: SourceError) -> Self {
         Self::Source(e)

@@ -39,10 +39,10 @@ pub struct EncoderSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EncodeError {
-    /// x264 rejected the settings (the message says which step).
-    Open(String),
+    /// x264 rejected the settings (which step, and why).
+    Open(OpenError),
     /// A picture that does not match what the encoder was opened with.
-    Input(String),
+    Input(InputError),
     /// `x264_encoder_encode` failed.
     Encode(i32),
     /// The output could not be indexed.
@@ -64,10 +64,118 @@ impl std::error::Error for EncodeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Output(e) => Some(e),
-            Self::Open(_) | Self::Input(_) | Self::Encode(_) => None,
+            Self::Open(e) => Some(e),
+            Self::Input(e) => Some(e),
+            Self::Encode(_) => None,
         }
     }
 }
+
+impl From<OpenError> for EncodeError {
+    fn from(e: OpenError) -> Self {
+        Self::Open(e)
+    }
+}
+
+/// Which step of opening x264 failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// x264 takes I420 or NV12 only.
+    Input(PixelFormat),
+    /// A 4:2:0 picture needs an even width and height.
+    OddSize { width: u32, height: u32 },
+    /// `x264_param_default_preset` does not know ultrafast/zerolatency.
+    Preset,
+    /// `x264_param_apply_profile("baseline")` refused the settings.
+    Profile,
+    /// `x264_encoder_open` refused (x264 logged why).
+    Refused {
+        width: u32,
+        height: u32,
+        fps: crate::media::Fraction,
+        bitrate_kbps: u32,
+        threads: u32,
+    },
+    /// `x264_encoder_headers` failed.
+    Headers,
+    /// The SPS/PPS x264 wrote do not parse.
+    ParameterSets(&'static str),
+    /// x264 wrote no SPS/PPS.
+    NoParameterSets,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Input(other) => write!(f, "input must be I420 or NV12, not {other}"),
+            Self::OddSize { width, height } => {
+                write!(
+                    f,
+                    "{width}x{height} is not a 4:2:0 size (both must be even)"
+                )
+            }
+            Self::Preset => f.write_str("preset ultrafast/zerolatency unknown"),
+            Self::Profile => f.write_str("the settings do not fit the baseline profile"),
+            Self::Refused {
+                width,
+                height,
+                fps,
+                bitrate_kbps,
+                threads,
+            } => write!(
+                f,
+                "x264_encoder_open refused {width}x{height} at {fps} fps, {bitrate_kbps} kbit/s, {threads} threads (see the x264 error above)"
+            ),
+            Self::Headers => f.write_str("x264_encoder_headers failed"),
+            Self::ParameterSets(e) => f.write_str(e),
+            Self::NoParameterSets => f.write_str("x264 produced no SPS/PPS"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// A picture that does not fit the encoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputError {
+    /// Another format or size than the encoder was opened with.
+    Mismatch {
+        got: (PixelFormat, u32, u32),
+        takes: (PixelFormat, u32, u32),
+    },
+    /// A plane shorter than its rows.
+    ShortPlane {
+        plane: usize,
+        len: usize,
+        stride: usize,
+        rows: usize,
+        row: usize,
+    },
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mismatch { got, takes } => write!(
+                f,
+                "got {} {}x{}, the encoder takes {} {}x{}",
+                got.0, got.1, got.2, takes.0, takes.1, takes.2
+            ),
+            Self::ShortPlane {
+                plane,
+                len,
+                stride,
+                rows,
+                row,
+            } => write!(
+                f,
+                "plane {plane} holds {len} bytes with stride {stride}, needs {rows} rows of {row}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
 
 /// Called by the C shim with each finished x264 log line.
 extern "C" fn log_line(level: c_int, line: *const c_char) {
@@ -125,9 +233,7 @@ impl Encoder {
             PixelFormat::I420 => sys::X264_CSP_I420,
             PixelFormat::Nv12 => sys::X264_CSP_NV12,
             other => {
-                return Err(EncodeError::Open(format!(
-                    "input must be I420 or NV12, not {other}"
-                )));
+                return Err(OpenError::Input(other).into());
             }
         } as c_int;
         if settings.width % 2 != 0
@@ -135,10 +241,11 @@ impl Encoder {
             || settings.width == 0
             || settings.height == 0
         {
-            return Err(EncodeError::Open(format!(
-                "{}x{} is not a 4:2:0 size (both must be even)",
-                settings.width, settings.height
-            )));
+            return Err(OpenError::OddSize {
+                width: settings.width,
+                height: settings.height,
+            }
+            .into());
         }
         let preset = CString::new("ultrafast").unwrap_or_default();
         let tune = CString::new("zerolatency").unwrap_or_default();
@@ -150,9 +257,7 @@ impl Encoder {
             sys::x264_param_default_preset(p.as_mut_ptr(), preset.as_ptr(), tune.as_ptr())
         };
         if rc < 0 {
-            return Err(EncodeError::Open(
-                "preset ultrafast/zerolatency unknown".into(),
-            ));
+            return Err(OpenError::Preset.into());
         }
         // SAFETY: x264_param_default_preset initialized every field.
         let mut p = unsafe { p.assume_init() };
@@ -191,17 +296,16 @@ impl Encoder {
         p.p_log_private = log_line as *const () as *mut c_void;
         // SAFETY: `p` is initialized; `profile` is NUL-terminated.
         if unsafe { sys::x264_param_apply_profile(&mut p, profile.as_ptr()) } < 0 {
-            return Err(EncodeError::Open(
-                "the settings do not fit the baseline profile".into(),
-            ));
+            return Err(OpenError::Profile.into());
         }
         // SAFETY: `p` is a complete parameter set; x264 copies it.
         let handle = unsafe { sys::x264_encoder_open(&mut p) };
-        let handle = NonNull::new(handle).ok_or_else(|| {
-            EncodeError::Open(format!(
-                "x264_encoder_open refused {}x{} at {} fps, {} kbit/s, {} threads (see the x264 error above)",
-                settings.width, settings.height, settings.fps, settings.bitrate_kbps, settings.threads
-            ))
+        let handle = NonNull::new(handle).ok_or(OpenError::Refused {
+            width: settings.width,
+            height: settings.height,
+            fps: settings.fps,
+            bitrate_kbps: settings.bitrate_kbps,
+            threads: settings.threads,
         })?;
         let mut enc = Self {
             handle,
@@ -230,7 +334,7 @@ impl Encoder {
         // entries it owns, valid until the next call on this encoder.
         let rc = unsafe { sys::x264_encoder_headers(self.handle.as_ptr(), &mut nals, &mut n) };
         if rc < 0 || nals.is_null() {
-            return Err(EncodeError::Open("x264_encoder_headers failed".into()));
+            return Err(OpenError::Headers.into());
         }
         // SAFETY: as above; the slice is read before any other x264 call.
         let nals = unsafe { std::slice::from_raw_parts(nals, n.max(0) as usize) };
@@ -249,9 +353,9 @@ impl Encoder {
         }
         match (sps, pps) {
             (Some(sps), Some(pps)) => {
-                ParameterSets::new(sps, pps).map_err(|e| EncodeError::Open(e.into()))
+                ParameterSets::new(sps, pps).map_err(|e| OpenError::ParameterSets(e).into())
             }
-            _ => Err(EncodeError::Open("x264 produced no SPS/PPS".into())),
+            _ => Err(OpenError::NoParameterSets.into()),
         }
     }
 
@@ -374,10 +478,10 @@ impl Encoder {
     fn check_input(&self, img: &Planar<'_>) -> Result<(), EncodeError> {
         let s = &self.settings;
         if img.format != s.input || img.width != s.width || img.height != s.height {
-            return Err(EncodeError::Input(format!(
-                "got {} {}x{}, the encoder takes {} {}x{}",
-                img.format, img.width, img.height, s.input, s.width, s.height
-            )));
+            return Err(EncodeError::Input(InputError::Mismatch {
+                got: (img.format, img.width, img.height),
+                takes: (s.input, s.width, s.height),
+            }));
         }
         let h = img.height as usize;
         let ch = h.div_ceil(2);
@@ -390,10 +494,13 @@ impl Encoder {
         for (i, &(row, rows)) in need[..planes].iter().enumerate() {
             let stride = img.strides[i];
             if stride < row || img.planes[i].len() < stride * (rows - 1) + row {
-                return Err(EncodeError::Input(format!(
-                    "plane {i} holds {} bytes with stride {stride}, needs {rows} rows of {row}",
-                    img.planes[i].len()
-                )));
+                return Err(EncodeError::Input(InputError::ShortPlane {
+                    plane: i,
+                    len: img.planes[i].len(),
+                    stride,
+                    rows,
+                    row,
+                }));
             }
         }
         Ok(())

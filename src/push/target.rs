@@ -33,13 +33,71 @@ pub struct PushTarget {
     pub tls: bool,
 }
 
-/// Why a URL is not a push target.
+/// Why a URL is not a push target: the URL, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetError(pub String);
+pub struct TargetError {
+    pub url: String,
+    pub kind: TargetErrorKind,
+}
+
+/// What is wrong with a push URL. `example` is a URL of the same scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetErrorKind {
+    /// No `scheme://`.
+    NotUrl,
+    /// A scheme other than rtmp, rtmps or tcp; `hint` says what to use.
+    Scheme { scheme: String, hint: &'static str },
+    /// `user:password@` in the URL.
+    Credentials,
+    /// The authority is not `host[:port]`.
+    Authority {
+        authority: String,
+        example: &'static str,
+    },
+    /// No host or no stream name.
+    NoStream { example: &'static str },
+    /// Spaces or control characters in the path.
+    BadPath,
+    /// RTMP needs `app/stream`.
+    NoApp { example: &'static str },
+    /// Port 0.
+    PortZero,
+    /// `tcp://` needs a port.
+    NoPort { example: &'static str },
+}
 
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        use TargetErrorKind::*;
+        let url = &self.url;
+        match &self.kind {
+            NotUrl => write!(f, "{url:?} is not a URL; {FORMS}"),
+            Scheme { scheme, hint } => write!(
+                f,
+                "{url:?}: scheme {scheme}:// is not supported; use rtmp://, rtmps:// or tcp://{hint}"
+            ),
+            Credentials => write!(
+                f,
+                "{url:?}: user names and passwords in the URL are not supported; put the key in the stream name or query, e.g. rtmp://server/live/cam1?key=SECRET"
+            ),
+            Authority { authority, example } => write!(
+                f,
+                "{url:?}: {authority:?} is not a host[:port]; e.g. {example}"
+            ),
+            NoStream { example } => {
+                write!(f, "{url:?} needs a host and a stream name, e.g. {example}")
+            }
+            BadPath => write!(f, "{url:?}: the path has spaces or control characters"),
+            PortZero => write!(f, "{url:?}: port 0 is not a port"),
+            NoApp { example } => write!(
+                f,
+                "{url:?} needs an application and a stream name, e.g. {example}"
+            ),
+            NoPort { example } => write!(
+                f,
+                "{url:?}: tcp:// needs a port (crtmpserver's inboundLiveFlv listens on 6666), e.g. {example}"
+            ),
+        }
     }
 }
 
@@ -50,10 +108,14 @@ const FORMS: &str =
 
 impl PushTarget {
     pub fn parse(url: &str) -> Result<Self, TargetError> {
-        let err = |s: String| Err(TargetError(s));
         let url = url.trim();
+        let fail = |kind| TargetError {
+            url: url.to_string(),
+            kind,
+        };
+        let err = |kind| Err(fail(kind));
         let Some((scheme, rest)) = url.split_once("://") else {
-            return err(format!("{url:?} is not a URL; {FORMS}"));
+            return err(TargetErrorKind::NotUrl);
         };
         let scheme = scheme.to_ascii_lowercase();
         if !matches!(scheme.as_str(), "rtmp" | "rtmps" | "tcp") {
@@ -62,9 +124,7 @@ impl PushTarget {
                 "srt" | "http" | "https" => "; only RTMP, RTMPS and raw FLV over TCP are supported",
                 _ => "",
             };
-            return err(format!(
-                "{url:?}: scheme {scheme}:// is not supported; use rtmp://, rtmps:// or tcp://{hint}"
-            ));
+            return err(TargetErrorKind::Scheme { scheme, hint });
         }
         let tls = scheme == "rtmps";
         let example = match scheme.as_str() {
@@ -74,33 +134,26 @@ impl PushTarget {
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.contains('@') {
-            return err(format!(
-                "{url:?}: user names and passwords in the URL are not supported; put the key in the stream name or query, e.g. rtmp://server/live/cam1?key=SECRET"
-            ));
+            return err(TargetErrorKind::Credentials);
         }
         let (host, port) = split_host_port(authority).ok_or_else(|| {
-            TargetError(format!(
-                "{url:?}: {authority:?} is not a host[:port]; e.g. {example}"
-            ))
+            fail(TargetErrorKind::Authority {
+                authority: authority.to_string(),
+                example,
+            })
         })?;
         if host.is_empty() {
-            return err(format!(
-                "{url:?} needs a host and a stream name, e.g. {example}"
-            ));
+            return err(TargetErrorKind::NoStream { example });
         }
         let path_only = path.split(['?', '#']).next().unwrap_or("");
         if path_only.trim_matches('/').is_empty() {
-            return err(format!(
-                "{url:?} needs a host and a stream name, e.g. {example}"
-            ));
+            return err(TargetErrorKind::NoStream { example });
         }
         if path
             .bytes()
             .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         {
-            return err(format!(
-                "{url:?}: the path has spaces or control characters"
-            ));
+            return err(TargetErrorKind::BadPath);
         }
         let (protocol, port) = if scheme != "tcp" {
             let (app_path, query) = match path.split_once('?') {
@@ -109,15 +162,11 @@ impl PushTarget {
             };
             let app_path = app_path.trim_end_matches('/');
             let Some((app, stream)) = app_path.rsplit_once('/') else {
-                return err(format!(
-                    "{url:?} needs an application and a stream name, e.g. {example}"
-                ));
+                return err(TargetErrorKind::NoApp { example });
             };
             let app = app.trim_matches('/');
             if app.is_empty() || stream.is_empty() {
-                return err(format!(
-                    "{url:?} needs an application and a stream name, e.g. {example}"
-                ));
+                return err(TargetErrorKind::NoApp { example });
             }
             let default_port = if tls { RTMPS_PORT } else { RTMP_PORT };
             let port = port.unwrap_or(default_port);
@@ -146,9 +195,7 @@ impl PushTarget {
             )
         } else {
             let Some(port) = port else {
-                return err(format!(
-                    "{url:?}: tcp:// needs a port (crtmpserver's inboundLiveFlv listens on 6666), e.g. {example}"
-                ));
+                return err(TargetErrorKind::NoPort { example });
             };
             let name = path_only.trim_matches('/');
             (
@@ -159,7 +206,7 @@ impl PushTarget {
             )
         };
         if port == 0 {
-            return err(format!("{url:?}: port 0 is not a port"));
+            return err(TargetErrorKind::PortZero);
         }
         Ok(Self {
             url: url.to_string(),
@@ -305,7 +352,7 @@ mod tests {
 
     #[test]
     fn errors_say_what_to_write() {
-        let e = |u: &str| PushTarget::parse(u).unwrap_err().0;
+        let e = |u: &str| PushTarget::parse(u).unwrap_err().to_string();
         assert!(
             e("server/live/x").contains("rtmp://host"),
             "{}",
