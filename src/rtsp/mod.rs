@@ -3,6 +3,7 @@
 //! around it ([`conn::Conn`]: buffer, limits, deadlines, error answers), and
 //! the I/O around them ([`server`]).
 
+pub(crate) mod audio;
 pub mod auth;
 pub mod conn;
 pub mod headers;

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,10 +20,10 @@ use smol::{Async, Task, Timer};
 use super::auth::Authenticator;
 use super::conn::{CloseReason, Conn, ConnConfig, Count, Env, Event};
 use super::limits::{ConnTable, LimitSettings};
-use super::media::{Output, Progress, Sink, UdpPair, media_task};
+use super::media::{Outlet, Output, Progress, Sink, TrackProgress, UdpPair, media_task};
 use super::parse::Limits;
 use super::response::Response;
-use super::session::{Admission, MediaTransport, PlayParams, Settings};
+use super::session::{Admission, MediaTransport, PlayParams, Settings, Track, TrackParams};
 use crate::fanout::Fanout;
 use crate::media::StreamInfo;
 use crate::rtp;
@@ -54,6 +54,8 @@ pub struct ServerOptions {
     pub udp_ports: Option<(u16, u16)>,
     /// Require credentials (all requests but OPTIONS).
     pub auth: Option<Arc<Authenticator>>,
+    /// Offer the silent AAC track beside the video (`audio = "silent"`).
+    pub audio: bool,
 }
 
 impl Default for ServerOptions {
@@ -70,6 +72,7 @@ impl Default for ServerOptions {
             udp: true,
             udp_ports: None,
             auth: None,
+            audio: false,
         }
     }
 }
@@ -225,6 +228,7 @@ impl RtspServer {
             idle_timeout: opts.limits.idle_timeout,
             udp: udp.is_some(),
             auth: opts.auth.clone(),
+            audio: opts.audio,
         });
         Ok(Self {
             listener,
@@ -353,7 +357,8 @@ async fn drain_rtp(shared: Arc<Shared>) {
 struct Media {
     task: Task<io::Result<()>>,
     progress: Arc<Progress>,
-    route: Option<SocketAddr>,
+    /// The client's RTCP addresses of UDP tracks.
+    routes: Vec<SocketAddr>,
 }
 
 enum Wake {
@@ -532,7 +537,7 @@ impl ConnTask {
                 Wake::Deadline => {}
                 Wake::MediaEnded(result) => {
                     if let Some(m) = self.media.take() {
-                        unroute(&self.shared, &m);
+                        unroute(&self.shared, &m.routes);
                         self.shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
                     }
                     return match result {
@@ -622,66 +627,85 @@ impl ConnTask {
         let shared = self.shared.clone();
         stop_media(&shared, &mut self.conn, &mut self.media).await;
         let progress = Arc::new(Progress {
-            next_seq: AtomicU32::new(u32::from(params.first_seq)),
+            video: TrackProgress::starting_at(params.video.map(|p| p.first_seq)),
+            audio: TrackProgress::starting_at(params.audio.map(|p| p.first_seq)),
             ..Progress::default()
         });
-        let (sink, route, how) = match params.transport {
-            MediaTransport::Tcp { .. } => (Sink::Tcp(self.out.clone()), None, "TCP".to_string()),
-            MediaTransport::Udp { rtp, rtcp } => {
-                let pair = shared.udp.clone().ok_or(Disconnect::NoUdpPair)?;
-                shared
-                    .rtcp_routes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(rtcp, self.activity.clone());
-                (
-                    Sink::Udp { pair, rtp, rtcp },
-                    Some(rtcp),
-                    format!("UDP to port {}", rtp.port()),
-                )
+        let mut routes = Vec::new();
+        let mut how = Vec::new();
+        let mut outlet = |p: Option<TrackParams>, what: &str| -> Result<_, Disconnect> {
+            let Some(params) = p else { return Ok(None) };
+            let sink = match params.transport {
+                MediaTransport::Tcp { .. } => {
+                    how.push(format!("{what} over TCP"));
+                    Sink::Tcp(self.out.clone())
+                }
+                MediaTransport::Udp { rtp, rtcp } => {
+                    let pair = shared.udp.clone().ok_or(Disconnect::NoUdpPair)?;
+                    shared
+                        .rtcp_routes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(rtcp, self.activity.clone());
+                    routes.push(rtcp);
+                    how.push(format!("{what} over UDP to port {}", rtp.port()));
+                    Sink::Udp { pair, rtp, rtcp }
+                }
+            };
+            Ok(Some(Outlet { params, sink }))
+        };
+        let video = outlet(params.video, "video");
+        let audio = outlet(params.audio, "audio");
+        let (video, audio) = match (video, audio) {
+            (Ok(v), Ok(a)) => (v, a),
+            (Err(e), _) | (_, Err(e)) => {
+                unroute(&shared, &routes);
+                return Err(e);
             }
         };
         let sub = shared.fanout.subscribe(shared.opts.queue_frames);
         let task = smol::spawn(media_task(
-            params,
-            sink,
+            video,
+            audio,
             sub,
             progress.clone(),
             shared.opts.max_payload,
         ));
         shared.stats.playing.fetch_add(1, Ordering::Relaxed);
         log::info!(
-            "rtsp: viewer {} playing over {how} (session {}, {} playing)",
+            "rtsp: viewer {} playing {} (session {}, {} playing)",
             self.peer,
+            how.join(", "),
             self.conn.session_id().unwrap_or("?"),
             shared.stats.playing.load(Ordering::Relaxed)
         );
         self.media = Some(Media {
             task,
             progress,
-            route,
+            routes,
         });
         Ok(())
     }
 }
 
-fn unroute(shared: &Shared, m: &Media) {
-    if let Some(addr) = m.route {
-        shared
-            .rtcp_routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&addr);
+fn unroute(shared: &Shared, routes: &[SocketAddr]) {
+    if routes.is_empty() {
+        return;
+    }
+    let mut table = shared.rtcp_routes.lock().unwrap_or_else(|e| e.into_inner());
+    for addr in routes {
+        table.remove(addr);
     }
 }
 
-/// Stops a session's media task, keeping its sequence number for a resume.
+/// Stops a session's media task, keeping its sequence numbers for a resume.
 /// Returns how many frames it sent.
 async fn stop_media(shared: &Shared, conn: &mut Conn, media: &mut Option<Media>) -> Option<u64> {
     let m = media.take()?;
-    unroute(shared, &m);
+    unroute(shared, &m.routes);
     m.task.cancel().await;
     shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
-    conn.set_next_seq(m.progress.next_seq.load(Ordering::Relaxed) as u16);
+    conn.set_next_seq(Track::Video, m.progress.video.next_seq());
+    conn.set_next_seq(Track::Audio, m.progress.audio.next_seq());
     Some(m.progress.frames.load(Ordering::Relaxed))
 }
