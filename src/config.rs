@@ -151,8 +151,8 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub push_tls_ca: Option<PathBuf>,
 
-    /// Audio track on push targets: `off`, or `silent` (AAC-LC mono silence,
-    /// for platforms that want audio, such as YouTube). [default: off]
+    /// Audio track on push targets and RTSP: `off`, or `silent` (AAC-LC mono
+    /// silence, for platforms that want audio, such as YouTube). [default: off]
     #[arg(long, value_name = "off|silent")]
     pub audio: Option<String>,
 
