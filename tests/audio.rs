@@ -11,12 +11,14 @@ use std::time::Duration;
 use common::*;
 use edgestream::flv::{TAG_AUDIO, TAG_VIDEO, read};
 
-/// The codec names ffprobe sees, in stream order.
-fn codecs(file: &Path) -> Vec<String> {
-    let out = tool("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name"])
-        .args(["-of", "csv=p=0"])
-        .arg(file)
+/// The codec names ffprobe sees in `input` (a file or a URL, after
+/// `args`), sorted.
+fn codecs(input: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Vec<String> {
+    let out = tool("timeout")
+        .args(["30", "ffprobe", "-v", "error"])
+        .args(args)
+        .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .arg(input)
         .output()
         .unwrap();
     let mut c: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -88,7 +90,7 @@ fn silent_aac_beside_the_video_over_rtmp_and_raw_flv() {
         let rec = check_flv(what, &bytes);
         let path = dir.join(format!("{}.flv", what.replace(' ', "-")));
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(codecs(&path), vec!["aac", "h264"], "{what}");
+        assert_eq!(codecs(&path, &[]), vec!["aac", "h264"], "{what}");
         let errors = decode_errors(&path);
         assert!(errors.is_empty(), "{what}: decode errors:\n{errors}");
         let (audio, worst) = audio_against_video(what, &bytes);
@@ -110,18 +112,7 @@ fn silent_aac_beside_the_video_over_rtmp_and_raw_flv() {
 
 /// Codec names ffprobe sees on the RTSP stream over `transport`, sorted.
 fn rtsp_codecs(url: &str, transport: &str) -> Vec<String> {
-    let out = tool("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-rtsp_transport", transport])
-        .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0", url])
-        .output()
-        .unwrap();
-    let mut c: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    c.sort();
-    c
+    codecs(url, &["-rtsp_transport", transport])
 }
 
 /// Packet times (s) of a recording's video and audio streams.
