@@ -19,7 +19,7 @@ use smol::{Async, Task, Timer};
 
 use super::auth::Authenticator;
 use super::conn::{CloseReason, Conn, ConnConfig, Count, Env, Event};
-use super::limits::{ConnTable, LimitSettings};
+use super::limits::{ConnSlot, ConnTable, LimitSettings};
 use super::media::{Outlet, Output, Progress, Sink, TrackProgress, UdpPair, media_task};
 use super::parse::Limits;
 use super::response::Response;
@@ -293,11 +293,12 @@ impl RtspServer {
                         .admit(peer.ip(), &shared.live().1);
                     match admitted {
                         Ok(()) => {
-                            shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-                            let slot = ConnSlot {
-                                shared: shared.clone(),
-                                ip: peer.ip(),
-                            };
+                            let slot = ConnSlot::new(
+                                shared.clone(),
+                                peer.ip(),
+                                |s: &Shared| &s.conn_table,
+                                |s: &Shared| &s.stats.connections,
+                            );
                             let task = ConnTask::new(shared.clone(), stream, peer, slot);
                             smol::spawn(task.run()).detach();
                         }
@@ -407,26 +408,6 @@ impl std::error::Error for Disconnect {
     }
 }
 
-/// Releases a connection's slot in the connection table when dropped.
-struct ConnSlot {
-    shared: Arc<Shared>,
-    ip: std::net::IpAddr,
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        self.shared
-            .conn_table
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .release(self.ip);
-        self.shared
-            .stats
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Answers a connection over the limits with 503 and closes it.
 async fn refuse(stream: Async<TcpStream>, why: String) {
     let mut bytes = Vec::new();
@@ -454,7 +435,7 @@ struct ConnTask {
     activity: Arc<AtomicU64>,
     media: Option<Media>,
     started: Instant,
-    _slot: ConnSlot,
+    _slot: ConnSlot<Shared>,
 }
 
 impl ConnTask {
@@ -462,7 +443,7 @@ impl ConnTask {
         shared: Arc<Shared>,
         stream: Async<TcpStream>,
         peer: SocketAddr,
-        slot: ConnSlot,
+        slot: ConnSlot<Shared>,
     ) -> Self {
         let stream = Arc::new(stream);
         let now = Instant::now();
