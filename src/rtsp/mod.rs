@@ -8,10 +8,10 @@ pub mod auth;
 pub mod conn;
 pub mod headers;
 pub mod limits;
-pub(crate) mod media;
 pub mod parse;
 pub mod response;
 pub(crate) mod sdp;
+pub(crate) mod sender;
 pub(crate) mod server;
 pub mod session;
 

@@ -1,12 +1,12 @@
 //! The RTSP server's I/O: accepts connections within the limits, feeds
 //! bytes to each connection's policy object ([`super::conn::Conn`]), writes
 //! what it answers, sleeps until its deadline, and starts one media task per
-//! playing session ([`super::media`]).
+//! playing session ([`super::sender`]).
 //!
 //! Tasks run on smol. Nothing here can block the encoder: each session reads
 //! its own bounded [`crate::fanout::Subscription`]; a session whose peer
 //! stops reading loses frames to the next keyframe, and its connection is
-//! closed when a write makes no progress for [`super::media::WRITE_TIMEOUT`].
+//! closed when a write makes no progress for [`super::sender::WRITE_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::io;
@@ -20,9 +20,9 @@ use smol::{Async, Task, Timer};
 use super::auth::Authenticator;
 use super::conn::{CloseReason, Conn, ConnConfig, Count, Env, Event};
 use super::limits::{ConnSlot, ConnTable, LimitSettings};
-use super::media::{Outlet, Output, Progress, Sink, TrackProgress, UdpPair, media_task};
 use super::parse::Limits;
 use super::response::Response;
+use super::sender::{Outlet, Output, Progress, Sink, TrackProgress, UdpPair, media_task};
 use super::session::{Admission, MediaTransport, PlayParams, Settings, Track, TrackParams};
 use crate::fanout::Fanout;
 use crate::media::StreamInfo;
