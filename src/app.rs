@@ -142,6 +142,7 @@ pub fn server_options(config: &Config, listen: SocketAddr) -> Result<ServerOptio
         limits: limit_settings(config),
         auth,
         udp_ports: config.rtsp_udp_ports,
+        audio: config.audio == crate::push::Audio::Silent,
         ..ServerOptions::default()
     })
 }

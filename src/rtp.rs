@@ -1,5 +1,6 @@
 //! RTP packetization of H.264 (RFC 6184, packetization-mode 1: single NAL
-//! unit packets and FU-A) and RTCP sender reports (RFC 3550 §6.4.1).
+//! unit packets and FU-A), of single AAC access units (RFC 3640 AAC-hbr),
+//! and RTCP sender reports (RFC 3550 §6.4.1).
 //!
 //! Pure code. The packetizer writes only headers: each [`RtpPacket`] is a
 //! small header buffer plus a byte range into the shared
@@ -25,14 +26,19 @@ pub const MAX_PAYLOAD: usize = 65_000;
 const FU_A: u8 = 28;
 /// `$` + channel + 16-bit length (RFC 2326 §10.12).
 pub const INTERLEAVED_PREFIX_LEN: usize = 4;
-const MAX_HEADER: usize = INTERLEAVED_PREFIX_LEN + RTP_HEADER_LEN + 2;
+/// The longest header: the interleave prefix, the RTP header, and the FU-A
+/// indicator and header or the AAC AU-headers-length and AU header.
+const MAX_HEADER: usize = INTERLEAVED_PREFIX_LEN + RTP_HEADER_LEN + 4;
 
 /// Maps a capture time to a 90 kHz RTP timestamp with a per-stream random
 /// offset (RFC 3550 §5.1: the initial value should be random).
 pub fn rtp_timestamp(pts: Duration, offset: u32) -> u32 {
-    let ticks = pts.as_secs() as u128 * CLOCK_RATE as u128
-        + pts.subsec_nanos() as u128 * CLOCK_RATE as u128 / 1_000_000_000;
-    offset.wrapping_add(ticks as u32)
+    offset.wrapping_add(clock_ticks(pts, CLOCK_RATE) as u32)
+}
+
+/// A capture time in ticks of a `rate` Hz clock (rounded down).
+pub fn clock_ticks(pts: Duration, rate: u32) -> u64 {
+    (pts.as_nanos() * u128::from(rate) / 1_000_000_000) as u64
 }
 
 /// One RTP packet: its header (with the interleave prefix for TCP) and where
@@ -72,6 +78,7 @@ pub struct Packetizer {
     max_payload: usize,
     /// The RTP channel for TCP interleaving; `None` for UDP.
     interleaved: Option<u8>,
+    payload_type: u8,
     packets: u32,
     octets: u32,
 }
@@ -85,9 +92,16 @@ impl Packetizer {
             seq: first_seq,
             max_payload: max_payload.clamp(MIN_PAYLOAD, MAX_PAYLOAD),
             interleaved,
+            payload_type: PAYLOAD_TYPE,
             packets: 0,
             octets: 0,
         }
+    }
+
+    /// Stamps packets with `pt` instead of the video's [`PAYLOAD_TYPE`].
+    pub fn with_payload_type(mut self, pt: u8) -> Self {
+        self.payload_type = pt & 0x7f;
+        self
     }
 
     /// Continues the packet and octet counts of an earlier run of the same
@@ -153,6 +167,21 @@ impl Packetizer {
         }
     }
 
+    /// Appends one whole RTP packet (with the interleave prefix for TCP)
+    /// carrying the AAC access unit `au` in the RFC 3640 AAC-hbr layout:
+    /// AU-headers-length (16 bits), one AU header (13-bit size, 3-bit
+    /// index 0), the frame. Marked, as it ends the access unit.
+    pub fn packetize_aac(&mut self, rtp_ts: u32, au: &[u8], out: &mut Vec<u8>) {
+        // AU sizes are 13 bits; a raw AAC frame is at most 6144 bits per
+        // channel, so this never cuts a frame the track can make.
+        let size = (au.len().min(0x1fff) as u16) << 3;
+        let [hi, lo] = size.to_be_bytes();
+        let mut p = self.packet(rtp_ts, &[0, 16, hi, lo], 0..au.len());
+        p.header[self.rtp_header_offset() + 1] |= 0x80;
+        out.extend_from_slice(p.header());
+        out.extend_from_slice(&au[..au.len().min(0x1fff)]);
+    }
+
     fn rtp_header_offset(&self) -> usize {
         if self.interleaved.is_some() {
             INTERLEAVED_PREFIX_LEN
@@ -172,7 +201,7 @@ impl Packetizer {
         }
         let h = &mut header[off..];
         h[0] = RTP_VERSION << 6;
-        h[1] = PAYLOAD_TYPE;
+        h[1] = self.payload_type;
         h[2..4].copy_from_slice(&self.seq.to_be_bytes());
         h[4..8].copy_from_slice(&rtp_ts.to_be_bytes());
         h[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
@@ -397,7 +426,39 @@ mod tests {
     }
 
     #[test]
+    fn aac_packets_follow_rfc_3640_hbr() {
+        let au = [0x00, 0xc8, 0x00, 0x80, 0x23, 0x80];
+        for interleaved in [None, Some(2)] {
+            let mut p = Packetizer::new(7, 65_535, 1400, interleaved).with_payload_type(97);
+            let mut out = Vec::new();
+            p.packetize_aac(1024, &au, &mut out);
+            p.packetize_aac(2048, &au, &mut out);
+            let one = RTP_HEADER_LEN + 4 + au.len();
+            let prefix = interleaved.map_or(0, |_| INTERLEAVED_PREFIX_LEN);
+            assert_eq!(out.len(), 2 * (prefix + one));
+            let (first, second) = out.split_at(prefix + one);
+            if interleaved.is_some() {
+                assert_eq!(&first[..4], &[b'$', 2, 0, one as u8]);
+            }
+            let rtp = &first[prefix..];
+            assert_eq!(rtp[0], 0x80);
+            assert_eq!(rtp[1], 0x80 | 97, "marker and payload type");
+            assert_eq!(u16::from_be_bytes([rtp[2], rtp[3]]), 65_535);
+            assert_eq!(u32::from_be_bytes(rtp[4..8].try_into().unwrap()), 1024);
+            assert_eq!(u32::from_be_bytes(rtp[8..12].try_into().unwrap()), 7);
+            // AU-headers-length 16 bits; AU-size 6, AU-Index 0.
+            assert_eq!(&rtp[12..16], &[0, 16, 0, 6 << 3]);
+            assert_eq!(&rtp[16..], &au);
+            let rtp2 = &second[prefix..];
+            assert_eq!(u16::from_be_bytes([rtp2[2], rtp2[3]]), 0, "seq wraps");
+            assert_eq!(p.counts(), (2, 2 * (4 + au.len() as u32)));
+        }
+    }
+
+    #[test]
     fn timestamps_are_90khz_and_wrap() {
+        assert_eq!(clock_ticks(Duration::from_secs(2), 44_100), 88_200);
+        assert_eq!(clock_ticks(Duration::from_nanos(22_675), 44_100), 0);
         assert_eq!(rtp_timestamp(Duration::from_secs(1), 0), 90_000);
         assert_eq!(rtp_timestamp(Duration::from_millis(40), 10), 3_610);
         let big = Duration::from_secs(u32::MAX as u64 / 90_000 + 1);

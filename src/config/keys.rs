@@ -155,12 +155,12 @@ keys! {
         read read_tls_ca;
         print |f| f.as_ref().and_then(|f| text(f.display()));
 
-    /// Audio track on push targets: `off`, or `silent` (AAC-LC mono silence,
-    /// for platforms that want audio, such as YouTube). [default: off]
+    /// Audio track on push targets and RTSP: `off`, or `silent` (AAC-LC mono
+    /// silence, for platforms that want audio, such as YouTube). [default: off]
     #[arg(value_name = "off|silent")]
     audio: "audio", Option<String> => String => Audio = Audio::Off;
         reload Restart; readme r#"`off`"#,
-            r#"Audio on push targets: `off`, or `silent` (an AAC-LC mono track of silence, for platforms that want audio; see [Pushing to a server](#pushing-to-a-server))."#;
+            r#"Audio on push targets and the RTSP stream: `off`, or `silent` (an AAC-LC mono track of silence, for platforms that want audio; see [Pushing to a server](#pushing-to-a-server))."#;
         read |v, o| match v.trim() {
             "off" => Ok(Audio::Off),
             "silent" => Ok(Audio::Silent),

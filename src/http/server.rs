@@ -17,7 +17,7 @@ use super::fmp4::{self, Fragmenter};
 use super::request::{self, Response, Route, Settings};
 use super::snapshot::{self, Snapshots};
 use crate::fanout::{Fanout, SinkKind};
-use crate::rtsp::limits::{ConnTable, LimitSettings, TokenBucket};
+use crate::rtsp::limits::{ConnSlot, ConnTable, LimitSettings, TokenBucket};
 
 /// A stream write that makes no progress this long drops the viewer.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,13 +113,14 @@ impl HttpServer {
                 .admit(peer.ip(), &shared.opts.limits);
             match admitted {
                 Ok(()) => {
-                    let slot = Slot {
-                        shared: shared.clone(),
-                        ip: peer.ip(),
-                    };
-                    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let slot = ConnSlot::new(
+                        shared.clone(),
+                        peer.ip(),
+                        |s: &Shared| &s.conns,
+                        |s: &Shared| &s.stats.connections,
+                    );
                     smol::spawn(async move {
-                        if let Err(e) = serve(&slot.shared, stream).await {
+                        if let Err(e) = serve(slot.owner(), stream).await {
                             log::debug!("http: {peer}: {e}");
                         }
                         drop(slot);
@@ -139,26 +140,6 @@ impl HttpServer {
                 }
             }
         }
-    }
-}
-
-/// Gives a connection's place in the table back.
-struct Slot {
-    shared: Arc<Shared>,
-    ip: std::net::IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.shared
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .release(self.ip);
-        self.shared
-            .stats
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

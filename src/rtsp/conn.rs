@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use super::limits::{LimitSettings, TokenBucket};
 use super::parse::{self, Limits, Message, ParseError, Parsed, Request};
 use super::response::Response;
-use super::session::{Admission, Context, Effect, PlayParams, SessionMachine, Settings};
+use super::session::{Admission, Context, Effect, PlayParams, SessionMachine, Settings, Track};
 use crate::media::StreamInfo;
 use crate::rtp;
 
@@ -264,9 +264,9 @@ impl Conn {
         self.events.pop_front()
     }
 
-    /// The media sender stopped at `seq`; a later PLAY resumes there.
-    pub fn set_next_seq(&mut self, seq: u16) {
-        self.session.set_next_seq(seq);
+    /// The media sender stopped `track` at `seq`; a later PLAY resumes there.
+    pub fn set_next_seq(&mut self, track: Track, seq: u16) {
+        self.session.set_next_seq(track, seq);
     }
 
     /// The connection is going away: gives back the session's viewer slot.

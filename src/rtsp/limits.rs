@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The configured limits.
@@ -119,6 +121,48 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+}
+
+/// A connection's place in a server's [`ConnTable`] and in its count of
+/// open connections, given back when dropped. `T` is the server's shared
+/// state, which holds both (the RTSP server and the HTTP face each have one).
+pub(crate) struct ConnSlot<T: Send + Sync + 'static> {
+    owner: Arc<T>,
+    ip: IpAddr,
+    table: fn(&T) -> &Mutex<ConnTable>,
+    count: fn(&T) -> &AtomicUsize,
+}
+
+impl<T: Send + Sync + 'static> ConnSlot<T> {
+    /// For a connection from `ip` that `table` admitted; counts it open.
+    pub fn new(
+        owner: Arc<T>,
+        ip: IpAddr,
+        table: fn(&T) -> &Mutex<ConnTable>,
+        count: fn(&T) -> &AtomicUsize,
+    ) -> Self {
+        count(&owner).fetch_add(1, Ordering::Relaxed);
+        Self {
+            owner,
+            ip,
+            table,
+            count,
+        }
+    }
+
+    pub fn owner(&self) -> &Arc<T> {
+        &self.owner
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for ConnSlot<T> {
+    fn drop(&mut self) {
+        (self.table)(&self.owner)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(self.ip);
+        (self.count)(&self.owner).fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -3,14 +3,15 @@
 //! around it ([`conn::Conn`]: buffer, limits, deadlines, error answers), and
 //! the I/O around them ([`server`]).
 
+pub(crate) mod audio;
 pub mod auth;
 pub mod conn;
 pub mod headers;
 pub mod limits;
-pub(crate) mod media;
 pub mod parse;
 pub mod response;
 pub(crate) mod sdp;
+pub(crate) mod sender;
 pub(crate) mod server;
 pub mod session;
 

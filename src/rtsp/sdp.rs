@@ -1,5 +1,6 @@
 //! The session description answered to DESCRIBE (RFC 4566, with the H.264
-//! parameters of RFC 6184 §8.1).
+//! parameters of RFC 6184 §8.1, and with `audio = "silent"` the AAC track
+//! of RFC 3640 §4.1).
 
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -7,15 +8,25 @@ use std::net::IpAddr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::audio;
 use crate::media::StreamInfo;
 use crate::rtp::{CLOCK_RATE, PAYLOAD_TYPE};
 
-/// The control URL of the one video track, relative to Content-Base.
-pub const TRACK_CONTROL: &str = "trackID=0";
+/// The control URL of the video track, relative to Content-Base.
+pub const VIDEO_CONTROL: &str = "trackID=0";
+/// The control URL of the silent audio track, relative to Content-Base.
+pub const AUDIO_CONTROL: &str = "trackID=1";
 
-/// Builds the SDP for the stream. `session_id` and `version` fill the
-/// origin line (a new version whenever the parameter sets change).
-pub fn describe(info: &StreamInfo, origin: IpAddr, session_id: u64, version: u64) -> String {
+/// Builds the SDP for the stream, with the silent audio track if `audio`.
+/// `session_id` and `version` fill the origin line (a new version whenever
+/// the parameter sets change).
+pub fn describe(
+    info: &StreamInfo,
+    audio: bool,
+    origin: IpAddr,
+    session_id: u64,
+    version: u64,
+) -> String {
     let (addrtype, unspecified) = match origin {
         IpAddr::V4(_) => ("IP4", "0.0.0.0"),
         IpAddr::V6(_) => ("IP6", "::"),
@@ -42,7 +53,7 @@ pub fn describe(info: &StreamInfo, origin: IpAddr, session_id: u64, version: u64
          a=framerate:{fps}\r\n\
          a=x-dimensions:{w},{h}\r\n\
          a=recvonly\r\n\
-         a=control:{TRACK_CONTROL}\r\n",
+         a=control:{VIDEO_CONTROL}\r\n",
         w = info.width,
         h = info.height,
         ver = env!("CARGO_PKG_VERSION"),
@@ -50,6 +61,19 @@ pub fn describe(info: &StreamInfo, origin: IpAddr, session_id: u64, version: u64
         pli = info.params.profile.profile_level_id(),
         fps = format_fps(info.fps.as_f64()),
     );
+    if audio {
+        let _ = write!(
+            s,
+            "m=audio 0 RTP/AVP {pt}\r\n\
+             a=rtpmap:{pt} {rtpmap}\r\n\
+             a=fmtp:{pt} {fmtp}\r\n\
+             a=recvonly\r\n\
+             a=control:{AUDIO_CONTROL}\r\n",
+            pt = audio::PAYLOAD_TYPE,
+            rtpmap = audio::sdp_rtpmap(),
+            fmtp = audio::sdp_fmtp(),
+        );
+    }
     s
 }
 
@@ -80,7 +104,7 @@ mod tests {
             )
             .unwrap(),
         };
-        let sdp = describe(&info, "192.0.2.7".parse().unwrap(), 42, 1);
+        let sdp = describe(&info, false, "192.0.2.7".parse().unwrap(), 42, 1);
         let lines: Vec<&str> = sdp.split("\r\n").collect();
         assert_eq!(lines[0], "v=0");
         assert_eq!(lines[1], "o=- 42 1 IN IP4 192.0.2.7");
@@ -96,8 +120,25 @@ mod tests {
         let m = lines.iter().position(|l| l.starts_with("m=")).unwrap();
         assert!(lines[m..].contains(&"a=control:trackID=0"));
         assert!(lines[..m].contains(&"a=control:*"));
-        let v6 = describe(&info, "::1".parse().unwrap(), 1, 1);
+        assert!(!sdp.contains("m=audio"));
+        let v6 = describe(&info, false, "::1".parse().unwrap(), 1, 1);
         assert!(v6.contains("IN IP6 ::1") && v6.contains("c=IN IP6 ::"));
         assert_eq!(format_fps(29.97002997), "29.970");
+        // With the silent track: the video as before, then the audio media.
+        let with = describe(&info, true, "192.0.2.7".parse().unwrap(), 42, 1);
+        assert!(with.starts_with(&sdp));
+        let audio: Vec<&str> = with[sdp.len()..].split("\r\n").collect();
+        assert_eq!(
+            audio,
+            [
+                "m=audio 0 RTP/AVP 97",
+                "a=rtpmap:97 mpeg4-generic/44100/1",
+                "a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
+                 indexlength=3;indexdeltalength=3;config=1208",
+                "a=recvonly",
+                "a=control:trackID=1",
+                "",
+            ]
+        );
     }
 }

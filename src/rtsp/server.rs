@@ -1,30 +1,33 @@
 //! The RTSP server's I/O: accepts connections within the limits, feeds
 //! bytes to each connection's policy object ([`super::conn::Conn`]), writes
 //! what it answers, sleeps until its deadline, and starts one media task per
-//! playing session ([`super::media`]).
+//! playing session ([`super::sender`]). Accepting and the shared state are
+//! here; one connection's loop is in [`connection`].
 //!
 //! Tasks run on smol. Nothing here can block the encoder: each session reads
 //! its own bounded [`crate::fanout::Subscription`]; a session whose peer
 //! stops reading loses frames to the next keyframe, and its connection is
-//! closed when a write makes no progress for [`super::media::WRITE_TIMEOUT`].
+//! closed when a write makes no progress for [`super::sender::WRITE_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smol::{Async, Task, Timer};
 
+mod connection;
+use connection::{ConnTask, refuse};
+
 use super::auth::Authenticator;
-use super::conn::{CloseReason, Conn, ConnConfig, Count, Env, Event};
-use super::limits::{ConnTable, LimitSettings};
-use super::media::{Output, Progress, Sink, UdpPair, media_task};
+use super::conn::{Count, Env};
+use super::limits::{ConnSlot, ConnTable, LimitSettings};
 use super::parse::Limits;
-use super::response::Response;
-use super::session::{Admission, MediaTransport, PlayParams, Settings};
-use crate::fanout::{Fanout, SinkKind};
+use super::sender::UdpPair;
+use super::session::{Admission, Settings};
+use crate::fanout::Fanout;
 use crate::media::StreamInfo;
 use crate::rtp;
 
@@ -54,6 +57,8 @@ pub struct ServerOptions {
     pub udp_ports: Option<(u16, u16)>,
     /// Require credentials (all requests but OPTIONS).
     pub auth: Option<Arc<Authenticator>>,
+    /// Offer the silent AAC track beside the video (`audio = "silent"`).
+    pub audio: bool,
 }
 
 impl Default for ServerOptions {
@@ -74,6 +79,7 @@ impl Default for ServerOptions {
             udp: true,
             udp_ports: c.rtsp_udp_ports,
             auth: None,
+            audio: false,
         }
     }
 }
@@ -229,6 +235,7 @@ impl RtspServer {
             idle_timeout: opts.limits.idle_timeout,
             udp: udp.is_some(),
             auth: opts.auth.clone(),
+            audio: opts.audio,
         });
         Ok(Self {
             listener,
@@ -293,11 +300,12 @@ impl RtspServer {
                         .admit(peer.ip(), &shared.live().1);
                     match admitted {
                         Ok(()) => {
-                            shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-                            let slot = ConnSlot {
-                                shared: shared.clone(),
-                                ip: peer.ip(),
-                            };
+                            let slot = ConnSlot::new(
+                                shared.clone(),
+                                peer.ip(),
+                                |s: &Shared| &s.conn_table,
+                                |s: &Shared| &s.stats.connections,
+                            );
                             let task = ConnTask::new(shared.clone(), stream, peer, slot);
                             smol::spawn(task.run()).detach();
                         }
@@ -351,343 +359,4 @@ async fn drain_rtp(shared: Arc<Shared>) {
             Timer::after(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// A playing session's media task and what it reports back.
-struct Media {
-    task: Task<io::Result<()>>,
-    progress: Arc<Progress>,
-    route: Option<SocketAddr>,
-}
-
-enum Wake {
-    Read(io::Result<usize>),
-    Deadline,
-    MediaEnded(io::Result<()>),
-}
-
-/// Why a connection ended.
-#[derive(Debug)]
-enum Disconnect {
-    /// The connection's policy closed it ([`Conn`]).
-    Conn(CloseReason),
-    /// The viewer closed its side.
-    PeerClosed,
-    Read(io::Error),
-    Write(io::Error),
-    /// The media task finished (the fan-out closed).
-    StreamEnded,
-    Media(io::Error),
-    /// A UDP PLAY on a server without a UDP port pair.
-    NoUdpPair,
-}
-
-impl std::fmt::Display for Disconnect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Conn(r) => r.fmt(f),
-            Self::PeerClosed => f.write_str("closed by the viewer"),
-            Self::Read(e) => write!(f, "read failed: {e}"),
-            Self::Write(e) => write!(f, "write failed: {e}"),
-            Self::StreamEnded => f.write_str("the stream ended"),
-            Self::Media(e) => write!(f, "sending media failed: {e}"),
-            Self::NoUdpPair => f.write_str("UDP transport without a UDP port pair"),
-        }
-    }
-}
-
-impl std::error::Error for Disconnect {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Conn(r) => Some(r),
-            Self::Read(e) | Self::Write(e) | Self::Media(e) => Some(e),
-            Self::PeerClosed | Self::StreamEnded | Self::NoUdpPair => None,
-        }
-    }
-}
-
-/// Releases a connection's slot in the connection table when dropped.
-struct ConnSlot {
-    shared: Arc<Shared>,
-    ip: std::net::IpAddr,
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        self.shared
-            .conn_table
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .release(self.ip);
-        self.shared
-            .stats
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Answers a connection over the limits with 503 and closes it.
-async fn refuse(stream: Async<TcpStream>, why: String) {
-    let mut bytes = Vec::new();
-    Response::error(503, why)
-        .with_header("Retry-After", "10")
-        .write_to(None, &mut bytes);
-    let mut s: &Async<TcpStream> = &stream;
-    let write = smol::io::AsyncWriteExt::write_all(&mut s, &bytes);
-    let _ = smol::future::or(async { write.await.ok() }, async {
-        Timer::after(Duration::from_secs(2)).await;
-        None
-    })
-    .await;
-    let _ = stream.get_ref().shutdown(Shutdown::Both);
-}
-
-/// One RTSP connection's I/O: its socket, its [`Conn`] and its media task.
-struct ConnTask {
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-    stream: Arc<Async<TcpStream>>,
-    out: Arc<Output>,
-    conn: Conn,
-    /// Stamped by the RTCP receiver when a UDP viewer reports.
-    activity: Arc<AtomicU64>,
-    media: Option<Media>,
-    started: Instant,
-    _slot: ConnSlot,
-}
-
-impl ConnTask {
-    fn new(
-        shared: Arc<Shared>,
-        stream: Async<TcpStream>,
-        peer: SocketAddr,
-        slot: ConnSlot,
-    ) -> Self {
-        let stream = Arc::new(stream);
-        let now = Instant::now();
-        let (settings, limits) = shared.live();
-        let config = ConnConfig {
-            parse_limits: shared.opts.parse_limits,
-            limits,
-            local_ip: stream
-                .get_ref()
-                .local_addr()
-                .map(|a| a.ip())
-                .unwrap_or(shared.opts.listen.ip()),
-            udp_server_ports: shared.udp.as_ref().map(|u| u.ports).unwrap_or_default(),
-            sdp_session_id: shared.sdp_session_id,
-        };
-        let env: Arc<dyn Env> = shared.clone();
-        Self {
-            out: Arc::new(Output {
-                stream: stream.clone(),
-                lock: smol::lock::Mutex::new(()),
-            }),
-            conn: Conn::new(settings, config, env, peer, now, fastrand::Rng::new()),
-            activity: Arc::new(AtomicU64::new(0)),
-            media: None,
-            started: now,
-            stream,
-            peer,
-            shared,
-            _slot: slot,
-        }
-    }
-
-    async fn run(mut self) {
-        log::debug!("rtsp: connection from {}", self.peer);
-        let reason = self.serve().await;
-        let frames = self
-            .media
-            .as_ref()
-            .map(|m| m.progress.frames.load(Ordering::Relaxed));
-        let _ = stop_media(&self.shared, &mut self.conn, &mut self.media).await;
-        let had_session = self.conn.close_session();
-        let _ = self.stream.get_ref().shutdown(Shutdown::Both);
-        if had_session || frames.is_some() {
-            log::info!(
-                "rtsp: viewer {} left after {:.0} s{}: {reason}",
-                self.peer,
-                self.started.elapsed().as_secs_f64(),
-                frames
-                    .map(|f| format!(", {f} frames sent"))
-                    .unwrap_or_default()
-            );
-        } else {
-            log::debug!("rtsp: connection from {} ended: {reason}", self.peer);
-        }
-    }
-
-    /// Serves until the connection should close; returns why.
-    async fn serve(&mut self) -> Disconnect {
-        let mut scratch = vec![0u8; READ_CHUNK];
-        loop {
-            if let Err(end) = self.flush().await {
-                return end;
-            }
-            let Some(deadline) = self.conn.poll_timeout() else {
-                // Closed: flush returned the reason already.
-                return Disconnect::PeerClosed;
-            };
-            match self.wait(deadline, &mut scratch).await {
-                Wake::Read(Ok(0)) => return Disconnect::PeerClosed,
-                Wake::Read(Ok(n)) => self.conn.handle_bytes(Instant::now(), &scratch[..n]),
-                Wake::Read(Err(e)) => return Disconnect::Read(e),
-                Wake::Deadline => {}
-                Wake::MediaEnded(result) => {
-                    if let Some(m) = self.media.take() {
-                        unroute(&self.shared, &m);
-                        self.shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    return match result {
-                        Ok(()) => Disconnect::StreamEnded,
-                        Err(e) => Disconnect::Media(e),
-                    };
-                }
-            }
-            // UDP viewers keep their session alive with RTCP to our port.
-            let stamp = self.activity.load(Ordering::Relaxed);
-            if stamp > 0 {
-                self.conn
-                    .handle_activity(self.shared.epoch + Duration::from_millis(stamp));
-            }
-            self.conn.handle_timeout(Instant::now());
-        }
-    }
-
-    /// Writes what the connection has to send and carries out its events.
-    async fn flush(&mut self) -> Result<(), Disconnect> {
-        loop {
-            while let Some(bytes) = self.conn.poll_transmit() {
-                if let Err(e) = self.out.write_all(&bytes).await {
-                    // An answer before closing may go unwritten; the reason
-                    // for closing matters more than the failed write.
-                    return Err(match self.conn.poll_event() {
-                        Some(Event::Close(r)) => Disconnect::Conn(r),
-                        _ => Disconnect::Write(e),
-                    });
-                }
-            }
-            let Some(event) = self.conn.poll_event() else {
-                return Ok(());
-            };
-            match event {
-                Event::Close(reason) => return Err(Disconnect::Conn(reason)),
-                Event::AwaitStream(within) => {
-                    self.shared.fanout.wait_stream_info(within).await;
-                }
-                Event::Pause => {
-                    stop_media(&self.shared, &mut self.conn, &mut self.media).await;
-                    log::info!("rtsp: viewer {} paused", self.peer);
-                }
-                Event::Teardown => {
-                    let frames = stop_media(&self.shared, &mut self.conn, &mut self.media).await;
-                    if self.conn.is_closed() {
-                        // The session timed out; the Close that follows says so.
-                        continue;
-                    }
-                    log::info!(
-                        "rtsp: viewer {} ended its session (TEARDOWN){}",
-                        self.peer,
-                        frames
-                            .map(|f| format!(" after {f} frames"))
-                            .unwrap_or_default()
-                    );
-                }
-                Event::Play(params) => self.play(params).await?,
-            }
-            // Go on with what is buffered (it waited for this event).
-            self.conn.handle_bytes(Instant::now(), &[]);
-        }
-    }
-
-    /// Waits for bytes, a deadline, or the end of the media task.
-    async fn wait(&mut self, deadline: Instant, buf: &mut [u8]) -> Wake {
-        let stream = self.stream.clone();
-        let read = async {
-            let mut s: &Async<TcpStream> = &stream;
-            Wake::Read(smol::io::AsyncReadExt::read(&mut s, buf).await)
-        };
-        let timer = async {
-            Timer::at(deadline).await;
-            Wake::Deadline
-        };
-        match &mut self.media {
-            Some(m) => {
-                let ended = async { Wake::MediaEnded((&mut m.task).await) };
-                smol::future::or(read, smol::future::or(ended, timer)).await
-            }
-            None => smol::future::or(read, timer).await,
-        }
-    }
-
-    /// Starts (or restarts) the session's media task.
-    async fn play(&mut self, params: PlayParams) -> Result<(), Disconnect> {
-        let shared = self.shared.clone();
-        stop_media(&shared, &mut self.conn, &mut self.media).await;
-        let progress = Arc::new(Progress {
-            next_seq: AtomicU32::new(u32::from(params.first_seq)),
-            ..Progress::default()
-        });
-        let (sink, route, how) = match params.transport {
-            MediaTransport::Tcp { .. } => (Sink::Tcp(self.out.clone()), None, "TCP".to_string()),
-            MediaTransport::Udp { rtp, rtcp } => {
-                let pair = shared.udp.clone().ok_or(Disconnect::NoUdpPair)?;
-                shared
-                    .rtcp_routes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(rtcp, self.activity.clone());
-                (
-                    Sink::Udp { pair, rtp, rtcp },
-                    Some(rtcp),
-                    format!("UDP to port {}", rtp.port()),
-                )
-            }
-        };
-        let sub = shared
-            .fanout
-            .subscribe(SinkKind::Rtsp, shared.opts.queue_frames);
-        let task = smol::spawn(media_task(
-            params,
-            sink,
-            sub,
-            progress.clone(),
-            shared.opts.max_payload,
-        ));
-        shared.stats.playing.fetch_add(1, Ordering::Relaxed);
-        log::info!(
-            "rtsp: viewer {} playing over {how} (session {}, {} playing)",
-            self.peer,
-            self.conn.session_id().unwrap_or("?"),
-            shared.stats.playing.load(Ordering::Relaxed)
-        );
-        self.media = Some(Media {
-            task,
-            progress,
-            route,
-        });
-        Ok(())
-    }
-}
-
-fn unroute(shared: &Shared, m: &Media) {
-    if let Some(addr) = m.route {
-        shared
-            .rtcp_routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&addr);
-    }
-}
-
-/// Stops a session's media task, keeping its sequence number for a resume.
-/// Returns how many frames it sent.
-async fn stop_media(shared: &Shared, conn: &mut Conn, media: &mut Option<Media>) -> Option<u64> {
-    let m = media.take()?;
-    unroute(shared, &m);
-    m.task.cancel().await;
-    shared.stats.playing.fetch_sub(1, Ordering::Relaxed);
-    conn.set_next_seq(m.progress.next_seq.load(Ordering::Relaxed) as u16);
-    Some(m.progress.frames.load(Ordering::Relaxed))
 }

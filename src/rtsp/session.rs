@@ -7,19 +7,22 @@
 //! It opens no sockets, reads no clocks and spawns nothing, so every path is
 //! tested below without a network.
 //!
-//! A connection owns at most one session (one video track; VLC, ffmpeg,
-//! GStreamer and retina all use one session per connection). The session ends
-//! with TEARDOWN, with the connection, or after the session timeout without a
-//! request or RTCP from the client.
+//! A connection owns at most one session (VLC, ffmpeg, GStreamer and retina
+//! all use one session per connection): the video track, and with
+//! `audio = "silent"` the audio track too, each set up by its own SETUP and
+//! played together by one aggregate PLAY. The session ends with TEARDOWN,
+//! with the connection, or after the session timeout without a request or
+//! RTCP from the client.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::audio;
 use super::auth::{Authenticator, Outcome};
-use super::headers::{self, Lower, TransportSpec};
+use super::headers;
 use super::parse::Request;
 use super::response::Response;
-use super::sdp::{self, TRACK_CONTROL};
+use super::sdp::{self, AUDIO_CONTROL, VIDEO_CONTROL};
 use crate::media::StreamInfo;
 use crate::rtp;
 
@@ -36,6 +39,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Whether UDP transport is offered (a server port pair exists).
     pub udp: bool,
+    /// Whether the stream has the silent audio track (`audio = "silent"`).
+    pub audio: bool,
     /// Credentials every request but OPTIONS must carry; `None`: open.
     pub auth: Option<std::sync::Arc<Authenticator>>,
 }
@@ -73,13 +78,60 @@ pub enum MediaTransport {
     Udp { rtp: SocketAddr, rtcp: SocketAddr },
 }
 
-/// Everything the media sender needs to start (or resume) a session.
+/// The tracks of the stream, by their SDP control names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlayParams {
+pub enum Track {
+    Video,
+    /// The silent AAC track (`audio = "silent"`).
+    Audio,
+}
+
+impl Track {
+    const ALL: [Track; 2] = [Track::Video, Track::Audio];
+
+    /// The control URL relative to Content-Base.
+    pub fn control(self) -> &'static str {
+        match self {
+            Track::Video => VIDEO_CONTROL,
+            Track::Audio => AUDIO_CONTROL,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The interleaved channels a SETUP without `interleaved=` gets.
+    fn default_channels(self) -> (u8, u8) {
+        match self {
+            Track::Video => (0, 1),
+            Track::Audio => (2, 3),
+        }
+    }
+
+    /// The RTP timestamp of capture time `pts` on this track's clock.
+    fn rtp_timestamp(self, pts: Duration, offset: u32) -> u32 {
+        match self {
+            Track::Video => rtp::rtp_timestamp(pts, offset),
+            Track::Audio => audio::rtp_timestamp(pts, offset),
+        }
+    }
+}
+
+/// Everything the media sender needs to start (or resume) one track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackParams {
     pub transport: MediaTransport,
     pub ssrc: u32,
     pub first_seq: u16,
     pub ts_offset: u32,
+}
+
+/// The tracks a PLAY starts: those the client set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlayParams {
+    pub video: Option<TrackParams>,
+    pub audio: Option<TrackParams>,
 }
 
 /// What the I/O layer must do after answering.
@@ -106,10 +158,14 @@ enum State {
 struct Session {
     id: String,
     state: State,
-    transport: MediaTransport,
-    ssrc: u32,
-    next_seq: u16,
-    ts_offset: u32,
+    /// By [`Track::index`]; `first_seq` is the next sequence number.
+    tracks: [Option<TrackParams>; 2],
+}
+
+impl Session {
+    fn track(&self, t: Track) -> Option<&TrackParams> {
+        self.tracks[t.index()].as_ref()
+    }
 }
 
 /// One client connection's RTSP state.
@@ -161,7 +217,7 @@ fn base_uri(uri: &str) -> &str {
 enum Target {
     Any,
     Stream,
-    Track,
+    Track(Track),
     Unknown,
 }
 
@@ -251,11 +307,15 @@ impl SessionMachine {
         }
     }
 
-    /// The media sender reports where it stopped, so a later PLAY resumes
-    /// the sequence numbers.
-    pub fn set_next_seq(&mut self, seq: u16) {
-        if let Some(s) = &mut self.session {
-            s.next_seq = seq;
+    /// The media sender reports where `track` stopped, so a later PLAY
+    /// resumes its sequence numbers.
+    pub fn set_next_seq(&mut self, track: Track, seq: u16) {
+        if let Some(t) = self
+            .session
+            .as_mut()
+            .and_then(|s| s.tracks[track.index()].as_mut())
+        {
+            t.first_seq = seq;
         }
     }
 
@@ -268,10 +328,13 @@ impl SessionMachine {
             Target::Any
         } else if path == base {
             Target::Stream
-        } else if path.strip_prefix(base).and_then(|p| p.strip_prefix('/')) == Some(TRACK_CONTROL) {
-            Target::Track
         } else {
-            Target::Unknown
+            let control = path.strip_prefix(base).and_then(|p| p.strip_prefix('/'));
+            Track::ALL
+                .into_iter()
+                .filter(|t| *t == Track::Video || self.settings.audio)
+                .find(|t| control == Some(t.control()))
+                .map_or(Target::Unknown, Target::Track)
         }
     }
 
@@ -297,7 +360,12 @@ impl SessionMachine {
             }
         }
         let target = self.target(req.uri);
-        let needs_stream = |ok: &[Target]| !ok.contains(&target);
+        let needs_stream = |ok: &[Target]| {
+            !ok.iter().any(|t| match (t, target) {
+                (Target::Track(_), Target::Track(_)) => true,
+                _ => *t == target,
+            })
+        };
         match req.method {
             "OPTIONS" => (
                 Response::ok().with_header("Public", PUBLIC_METHODS),
@@ -307,12 +375,14 @@ impl SessionMachine {
                 (self.not_found(req.uri), Effect::None)
             }
             "DESCRIBE" => (self.describe(req, ctx), Effect::None),
-            "SETUP" if needs_stream(&[Target::Stream, Target::Track]) => {
-                (self.not_found(req.uri), Effect::None)
-            }
-            "SETUP" => self.setup(req, ctx),
+            "SETUP" => match target {
+                // The aggregate URL sets up the video (as one track did).
+                Target::Stream => self.setup(req, ctx, Track::Video),
+                Target::Track(t) => self.setup(req, ctx, t),
+                Target::Any | Target::Unknown => (self.not_found(req.uri), Effect::None),
+            },
             "PLAY" | "PAUSE" | "TEARDOWN" | "GET_PARAMETER" | "SET_PARAMETER"
-                if needs_stream(&[Target::Stream, Target::Track, Target::Any]) =>
+                if needs_stream(&[Target::Stream, Target::Track(Track::Video), Target::Any]) =>
             {
                 (self.not_found(req.uri), Effect::None)
             }
@@ -416,130 +486,17 @@ impl SessionMachine {
             return Response::error(503, "the stream is starting; try again in a second")
                 .with_header("Retry-After", "1");
         };
-        let body = sdp::describe(stream, ctx.local_ip, ctx.sdp_version.0, ctx.sdp_version.1);
+        let body = sdp::describe(
+            stream,
+            self.settings.audio,
+            ctx.local_ip,
+            ctx.sdp_version.0,
+            ctx.sdp_version.1,
+        );
         let base = base_uri(req.uri);
         Response::ok()
             .with_header("Content-Base", format!("{base}/"))
             .with_body("application/sdp", body)
-    }
-
-    fn choose_transport(&self, specs: &[TransportSpec]) -> Option<(MediaTransport, TransportSpec)> {
-        specs.iter().find_map(|t| {
-            if !t.rtp_avp || t.multicast || !t.play {
-                return None;
-            }
-            let media = match t.lower {
-                Lower::Tcp => {
-                    let (a, b) = t.interleaved.unwrap_or((0, 1));
-                    MediaTransport::Tcp {
-                        rtp_channel: a,
-                        rtcp_channel: b,
-                    }
-                }
-                Lower::Udp if self.settings.udp => {
-                    let (a, b) = t.client_port?;
-                    MediaTransport::Udp {
-                        rtp: SocketAddr::new(self.peer.ip(), a),
-                        rtcp: SocketAddr::new(self.peer.ip(), b),
-                    }
-                }
-                Lower::Udp => return None,
-            };
-            Some((media, *t))
-        })
-    }
-
-    fn setup(&mut self, req: &Request<'_>, ctx: &Context<'_>) -> (Response, Effect) {
-        if req.header("Session").is_some() {
-            if let Err(r) = self.check_session(req, true) {
-                return (r, Effect::None);
-            }
-            if self.is_playing() {
-                return (
-                    Response::error(455, "cannot change the transport while playing"),
-                    Effect::None,
-                );
-            }
-        } else if self.session.is_some() {
-            return (
-                Response::error(
-                    459,
-                    "this connection already has a session; send its Session header",
-                ),
-                Effect::None,
-            );
-        }
-        let Some(value) = req.header("Transport") else {
-            return (
-                Response::error(400, "the Transport header is missing"),
-                Effect::None,
-            );
-        };
-        let specs = match headers::parse_transport(value) {
-            Ok(s) => s,
-            Err(e) => {
-                return (
-                    Response::error(400, format!("bad Transport header: {e}")),
-                    Effect::None,
-                );
-            }
-        };
-        let Some((transport, spec)) = self.choose_transport(&specs) else {
-            let udp = if self.settings.udp {
-                " or RTP/AVP;unicast;client_port=a-b"
-            } else {
-                ""
-            };
-            return (
-                Response::error(
-                    461,
-                    format!(
-                        "supported transports: RTP/AVP/TCP;unicast;interleaved=a-b{udp}, mode=PLAY"
-                    ),
-                ),
-                Effect::None,
-            );
-        };
-        let reply_transport = match transport {
-            MediaTransport::Tcp {
-                rtp_channel,
-                rtcp_channel,
-            } => format!("RTP/AVP/TCP;unicast;interleaved={rtp_channel}-{rtcp_channel}"),
-            MediaTransport::Udp { .. } => {
-                let (a, b) = spec.client_port.unwrap_or_default();
-                let (sa, sb) = ctx.udp_server_ports;
-                format!("RTP/AVP;unicast;client_port={a}-{b};server_port={sa}-{sb}")
-            }
-        };
-        match &mut self.session {
-            Some(s) => s.transport = transport,
-            None => {
-                if !ctx.admission.try_admit() {
-                    return (
-                        Response::error(453, "the server has as many viewers as it allows"),
-                        Effect::None,
-                    );
-                }
-                self.session = Some(Session {
-                    id: format!("{:016X}", self.rng.u64(..)),
-                    state: State::Ready,
-                    transport,
-                    ssrc: self.rng.u32(..),
-                    next_seq: self.rng.u16(..),
-                    ts_offset: self.rng.u32(..),
-                });
-            }
-        }
-        let ssrc = self.session.as_ref().map(|s| s.ssrc).unwrap_or_default();
-        (
-            Response::ok()
-                .with_header(
-                    "Transport",
-                    format!("{reply_transport};ssrc={ssrc:08X};mode=\"PLAY\""),
-                )
-                .with_header("Session", self.session_header()),
-            Effect::None,
-        )
     }
 
     fn play(&mut self, req: &Request<'_>, ctx: &Context<'_>) -> (Response, Effect) {
@@ -560,30 +517,35 @@ impl SessionMachine {
         // The first frame sent is published after this point, so its
         // timestamp is at or after the newest one published so far.
         let pts = ctx.last_pts.unwrap_or_default();
-        let rtptime = rtp::rtp_timestamp(pts, s.ts_offset);
         let base = base_uri(req.uri);
-        let base = base
-            .strip_suffix(TRACK_CONTROL)
+        let base = Track::ALL
+            .into_iter()
+            .find_map(|t| base.strip_suffix(t.control()))
             .map(|b| b.trim_end_matches('/'))
             .unwrap_or(base);
+        let rtp_info = Track::ALL
+            .into_iter()
+            .filter_map(|t| {
+                let p = s.track(t)?;
+                Some(format!(
+                    "url={base}/{};seq={};rtptime={}",
+                    t.control(),
+                    p.first_seq,
+                    t.rtp_timestamp(pts, p.ts_offset)
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join(",");
         let response = Response::ok()
             .with_header("Session", session_header)
             .with_header("Range", "npt=0.000-")
-            .with_header(
-                "RTP-Info",
-                format!(
-                    "url={base}/{TRACK_CONTROL};seq={};rtptime={rtptime}",
-                    s.next_seq
-                ),
-            );
+            .with_header("RTP-Info", rtp_info);
         if was_playing {
             return (response, Effect::None);
         }
         let params = PlayParams {
-            transport: s.transport,
-            ssrc: s.ssrc,
-            first_seq: s.next_seq,
-            ts_offset: s.ts_offset,
+            video: s.track(Track::Video).copied(),
+            audio: s.track(Track::Audio).copied(),
         };
         (response, Effect::Play(params))
     }
@@ -637,5 +599,6 @@ impl SessionMachine {
     }
 }
 
+mod setup;
 #[cfg(test)]
 pub(super) mod tests;

@@ -125,6 +125,92 @@ async fn retina_watch(
     Ok(v)
 }
 
+/// What a retina viewer of every track saw.
+#[derive(Debug, Default)]
+pub struct ViewedTracks {
+    pub encodings: Vec<String>,
+    pub video_frames: usize,
+    pub audio_frames: usize,
+    /// Audio frames whose AAC samples were not 1024.
+    pub odd_audio_frames: usize,
+    /// The largest distance (s) between a video frame's time and the
+    /// newest audio frame's time before it, on retina's shared timeline
+    /// (each track's NPT from RTP-Info `rtptime`).
+    pub worst_av_offset: f64,
+    /// Video and audio time (s) of the last frames.
+    pub last: (f64, f64),
+}
+
+/// Sets up every track of `url` over `transport` and plays for `secs`.
+pub async fn retina_view_tracks(
+    url: &str,
+    transport: &str,
+    secs: f64,
+) -> Result<ViewedTracks, String> {
+    use futures::StreamExt;
+    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
+    use retina::codec::CodecItem;
+
+    let url = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let mut session = Session::describe(url, SessionOptions::default())
+        .await
+        .map_err(|e| format!("DESCRIBE: {e}"))?;
+    let transport: retina::client::Transport = transport.parse().map_err(|e| format!("{e}"))?;
+    let mut v = ViewedTracks {
+        encodings: session
+            .streams()
+            .iter()
+            .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+            .collect(),
+        ..ViewedTracks::default()
+    };
+    for i in 0..session.streams().len() {
+        session
+            .setup(i, SetupOptions::default().transport(transport.clone()))
+            .await
+            .map_err(|e| format!("SETUP {i}: {e}"))?;
+    }
+    let playing = session
+        .play(PlayOptions::default())
+        .await
+        .map_err(|e| format!("PLAY: {e}"))?
+        .demuxed()
+        .map_err(|e| e.to_string())?;
+    tokio::pin!(playing);
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut audio_at: Option<f64> = None;
+    while Instant::now() < end {
+        let wait = end.saturating_duration_since(Instant::now());
+        let item = match tokio::time::timeout(wait, playing.next()).await {
+            Err(_) => break,
+            Ok(None) => return Err("stream ended".into()),
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(Some(Ok(item))) => item,
+        };
+        match item {
+            CodecItem::VideoFrame(f) => {
+                let t = f.timestamp().elapsed_secs();
+                if let Some(a) = audio_at {
+                    v.worst_av_offset = v.worst_av_offset.max((t - a).abs());
+                }
+                v.last.0 = t;
+                v.video_frames += 1;
+            }
+            CodecItem::AudioFrame(f) => {
+                let t = f.timestamp().elapsed_secs();
+                audio_at = Some(t);
+                v.last.1 = t;
+                v.audio_frames += 1;
+                if f.frame_length().get() != 1024 {
+                    v.odd_audio_frames += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(v)
+}
+
 /// Runs a future on a fresh tokio runtime (retina needs tokio).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::*;
 use crate::h264::ParameterSets;
 use crate::media::Fraction;
+use crate::rtsp::session::MediaTransport;
 use crate::rtsp::session::tests::request_text;
 
 struct TestEnv {
@@ -66,6 +67,11 @@ impl Harness {
     }
 
     fn with_seed(seed: u64) -> Self {
+        Self::with_settings(seed, false)
+    }
+
+    /// With `audio`, the stream has the silent AAC track.
+    fn with_settings(seed: u64, audio: bool) -> Self {
         let env = Arc::new(TestEnv {
             info: Mutex::new(Some(info())),
             free: AtomicUsize::new(2),
@@ -77,6 +83,7 @@ impl Harness {
             idle_timeout: Duration::from_secs(30),
             udp: false,
             auth: None,
+            audio,
         });
         let config = ConnConfig {
             parse_limits: Limits::default(),
@@ -392,14 +399,59 @@ fn pipelined_requests_wait_for_the_driver_after_an_effect() {
     assert_eq!(h.statuses(), vec![200]);
     assert_eq!(h.events(), vec![Event::Pause]);
     // The stopped sender reports where it was; the next PLAY resumes there.
-    h.conn.set_next_seq(first.first_seq.wrapping_add(500));
+    let first = first.video.unwrap();
+    h.conn
+        .set_next_seq(Track::Video, first.first_seq.wrapping_add(500));
     h.send(1.0, &[]);
     assert_eq!(h.statuses(), vec![200]);
     let [Event::Play(second)] = h.events()[..] else {
         panic!()
     };
+    let second = second.video.unwrap();
     assert_eq!(second.first_seq, first.first_seq.wrapping_add(500));
     assert_eq!(second.ssrc, first.ssrc);
+}
+
+#[test]
+fn the_audio_track_is_set_up_and_played_through_the_connection() {
+    let mut h = Harness::with_settings(7, true);
+    let session = h.setup(0.0);
+    let s = format!("Session: {session}");
+    // The second SETUP and the PLAY pipelined in one read.
+    let mut bytes = h.request(
+        "SETUP",
+        "rtsp://10.0.0.1/live/trackID=1",
+        &[&s, "Transport: RTP/AVP/TCP;unicast;interleaved=2-3"],
+    );
+    bytes.push_str(&h.request("PLAY", "rtsp://10.0.0.1/live/", &[&s]));
+    h.send(0.5, bytes.as_bytes());
+    assert_eq!(h.statuses(), vec![200, 200]);
+    let [Event::Play(p)] = h.events()[..] else {
+        panic!()
+    };
+    let (Some(video), Some(audio)) = (p.video, p.audio) else {
+        panic!("{p:?}")
+    };
+    assert_eq!(
+        (video.transport, audio.transport),
+        (
+            MediaTransport::Tcp {
+                rtp_channel: 0,
+                rtcp_channel: 1
+            },
+            MediaTransport::Tcp {
+                rtp_channel: 2,
+                rtcp_channel: 3
+            }
+        )
+    );
+    // RTCP from the client on the audio's channel keeps the session alive.
+    let rr = [b'$', 3, 0, 8, 0x80, 201, 0, 1, 0, 0, 0, 1];
+    h.send(50.0, &rr);
+    h.conn.handle_timeout(h.at(100.0));
+    assert!(!h.conn.is_closed());
+    h.conn.handle_timeout(h.at(111.0));
+    assert!(h.conn.is_closed());
 }
 
 #[test]

@@ -45,12 +45,18 @@ struct Harness {
 
 impl Harness {
     fn new(slots: usize) -> Self {
+        Self::with_audio(slots, false)
+    }
+
+    /// With `audio`, the stream has the silent AAC track.
+    fn with_audio(slots: usize, audio: bool) -> Self {
         let settings = Arc::new(Settings {
             path: "/live".into(),
             session_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
             udp: true,
             auth: None,
+            audio,
         });
         let now = Instant::now();
         Self {
@@ -133,7 +139,13 @@ fn tcp_play_flow_like_vlc() {
         info.starts_with("url=rtsp://10.0.0.1:8554/live/trackID=0;seq="),
         "{info}"
     );
-    let Effect::Play(p) = e else { panic!("{e:?}") };
+    let Effect::Play(PlayParams {
+        video: Some(p),
+        audio: None,
+    }) = e
+    else {
+        panic!("{e:?}")
+    };
     assert_eq!(
         p.transport,
         MediaTransport::Tcp {
@@ -149,9 +161,15 @@ fn tcp_play_flow_like_vlc() {
     // Playing again changes nothing; PAUSE stops, PLAY resumes.
     assert_eq!(h.req("PLAY", URL, &[&s]).1, Effect::None);
     assert_eq!(h.req("PAUSE", URL, &[&s]).1, Effect::Pause);
-    h.conn.set_next_seq(p.first_seq.wrapping_add(100));
+    h.conn
+        .set_next_seq(Track::Video, p.first_seq.wrapping_add(100));
     let (_, e) = h.req("PLAY", TRACK, &[&s]);
-    let Effect::Play(p2) = e else { panic!() };
+    let Effect::Play(PlayParams {
+        video: Some(p2), ..
+    }) = e
+    else {
+        panic!()
+    };
     assert_eq!(p2.first_seq, p.first_seq.wrapping_add(100));
     assert_eq!(p2.ssrc, p.ssrc);
     let (r, e) = h.req("GET_PARAMETER", URL, &[&s]);
@@ -181,7 +199,9 @@ fn udp_setup_sends_to_the_peer_only() {
     );
     let s = h.session();
     let (_, e) = h.req("PLAY", URL, &[&s]);
-    let Effect::Play(p) = e else { panic!() };
+    let Effect::Play(PlayParams { video: Some(p), .. }) = e else {
+        panic!()
+    };
     assert_eq!(
         p.transport,
         MediaTransport::Udp {
@@ -189,6 +209,122 @@ fn udp_setup_sends_to_the_peer_only() {
             rtcp: "10.0.0.9:5001".parse().unwrap()
         }
     );
+}
+
+const AUDIO: &str = "rtsp://10.0.0.1:8554/live/trackID=1";
+
+#[test]
+fn both_tracks_over_tcp_with_one_aggregate_play() {
+    let mut h = Harness::with_audio(4, true);
+    let (r, _) = h.req("DESCRIBE", URL, &[]);
+    let sdp = r.body();
+    assert!(sdp.contains("m=audio 0 RTP/AVP 97\r\n"), "{sdp}");
+    assert!(sdp.contains("a=control:trackID=1\r\n"), "{sdp}");
+    let (r, _) = h.req(
+        "SETUP",
+        TRACK,
+        &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1"],
+    );
+    assert_eq!(r.status, 200);
+    let s = h.session();
+    // The same channels again are refused; no interleaved= gets 2-3.
+    let (r, _) = h.req(
+        "SETUP",
+        AUDIO,
+        &[&s, "Transport: RTP/AVP/TCP;interleaved=1-2"],
+    );
+    assert_eq!(r.status, 461, "{}", r.body());
+    let (r, _) = h.req("SETUP", AUDIO, &[&s, "Transport: RTP/AVP/TCP;unicast"]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("Transport")
+            .unwrap()
+            .starts_with("RTP/AVP/TCP;unicast;interleaved=2-3;ssrc=")
+    );
+    assert_eq!(h.slots.free.get(), 3, "one session, one viewer slot");
+    let (r, e) = h.req("PLAY", URL, &[&s]);
+    assert_eq!(r.status, 200);
+    let Effect::Play(PlayParams {
+        video: Some(v),
+        audio: Some(a),
+    }) = e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        a.transport,
+        MediaTransport::Tcp {
+            rtp_channel: 2,
+            rtcp_channel: 3
+        }
+    );
+    assert_ne!(a.ssrc, v.ssrc);
+    let info = r.header("RTP-Info").unwrap();
+    let expected = format!(
+        "url={URL}/trackID=0;seq={};rtptime={},url={URL}/trackID=1;seq={};rtptime={}",
+        v.first_seq,
+        rtp::rtp_timestamp(Duration::from_secs(1), v.ts_offset),
+        a.first_seq,
+        a.ts_offset.wrapping_add(44_100)
+    );
+    assert_eq!(info, expected);
+    // Each track resumes its own sequence after PAUSE.
+    assert_eq!(h.req("PAUSE", URL, &[&s]).1, Effect::Pause);
+    h.conn.set_next_seq(Track::Audio, 7);
+    let (_, e) = h.req("PLAY", AUDIO, &[&s]);
+    let Effect::Play(p) = e else { panic!() };
+    assert_eq!(p.audio.map(|a| a.first_seq), Some(7));
+    assert_eq!(p.video.map(|v| v.first_seq), Some(v.first_seq));
+}
+
+#[test]
+fn audio_over_udp_and_video_only_clients() {
+    let mut h = Harness::with_audio(4, true);
+    h.req(
+        "SETUP",
+        TRACK,
+        &["Transport: RTP/AVP;unicast;client_port=5000-5001"],
+    );
+    let s = h.session();
+    let (r, _) = h.req(
+        "SETUP",
+        AUDIO,
+        &[&s, "Transport: RTP/AVP;unicast;client_port=5002-5003"],
+    );
+    assert!(
+        r.header("Transport")
+            .unwrap()
+            .starts_with("RTP/AVP;unicast;client_port=5002-5003;server_port=6970-6971;ssrc="),
+        "{r:?}"
+    );
+    let Effect::Play(p) = h.req("PLAY", URL, &[&s]).1 else {
+        panic!()
+    };
+    assert_eq!(
+        p.audio.map(|a| a.transport),
+        Some(MediaTransport::Udp {
+            rtp: "10.0.0.9:5002".parse().unwrap(),
+            rtcp: "10.0.0.9:5003".parse().unwrap()
+        })
+    );
+    // A client that sets up only the video plays only the video.
+    let mut h = Harness::with_audio(4, true);
+    h.req("SETUP", TRACK, &["Transport: RTP/AVP/TCP;interleaved=0-1"]);
+    let s = h.session();
+    let (r, e) = h.req("PLAY", URL, &[&s]);
+    assert!(!r.header("RTP-Info").unwrap().contains("trackID=1"));
+    assert!(matches!(
+        e,
+        Effect::Play(PlayParams {
+            video: Some(_),
+            audio: None
+        })
+    ));
+    // Without the audio track there is no trackID=1.
+    let mut h = Harness::new(4);
+    assert!(!h.req("DESCRIBE", URL, &[]).0.body().contains("m=audio"));
+    let (r, _) = h.req("SETUP", AUDIO, &["Transport: RTP/AVP/TCP;interleaved=2-3"]);
+    assert_eq!(r.status, 404);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Sending one session's media: the RTP packetizer's output written with
 //! vectored I/O around the shared frame bytes, over the RTSP connection
-//! (interleaved) or UDP, plus RTCP sender reports. Used by the server.
+//! (interleaved) or UDP, the silent audio track paced by the video's capture
+//! times, and RTCP sender reports for each track. Used by the server.
 
 use std::io::{self, IoSlice, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use smol::{Async, Timer};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::session::{MediaTransport, PlayParams};
+use super::audio::{self, SilentSender};
+use super::session::{MediaTransport, TrackParams};
 use crate::clock;
 use crate::fanout::Subscription;
 use crate::media::EncodedFrame;
@@ -149,6 +151,22 @@ impl Sink {
         }
     }
 
+    /// Sends whole RTP packets that lie back to back in `bytes`: over TCP
+    /// as they are (with their interleave prefixes), over UDP `len` bytes
+    /// to a datagram.
+    async fn send_packets(&self, bytes: &[u8], len: usize) -> io::Result<()> {
+        match self {
+            Sink::Tcp(out) => out.write_all(bytes).await,
+            Sink::Udp { pair: udp, rtp, .. } => {
+                let to = SockAddr::from(*rtp);
+                for p in bytes.chunks(len.max(1)) {
+                    with_timeout(udp.rtp.write_with(|s| s.send_to(p, &to))).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     async fn send_rtcp(&self, bytes: &[u8]) -> io::Result<()> {
         match self {
             Sink::Tcp(out) => out.write_all(bytes).await,
@@ -157,37 +175,111 @@ impl Sink {
     }
 }
 
-/// Where a media task stopped: lets a later PLAY continue the sequence.
+/// Where one track stopped: lets a later PLAY continue its sequence.
+#[derive(Debug, Default)]
+pub(super) struct TrackProgress {
+    pub(super) next_seq: AtomicU32,
+    packets: AtomicU32,
+    octets: AtomicU32,
+}
+
+impl TrackProgress {
+    pub(super) fn starting_at(seq: Option<u16>) -> Self {
+        Self {
+            next_seq: AtomicU32::new(u32::from(seq.unwrap_or_default())),
+            ..Self::default()
+        }
+    }
+
+    /// The sequence number the track goes on with.
+    pub(super) fn next_seq(&self) -> u16 {
+        self.next_seq.load(Ordering::Relaxed) as u16
+    }
+
+    fn counts(&self) -> (u32, u32) {
+        (
+            self.packets.load(Ordering::Relaxed),
+            self.octets.load(Ordering::Relaxed),
+        )
+    }
+
+    fn record(&self, pk: &Packetizer) {
+        self.next_seq
+            .store(u32::from(pk.next_seq()), Ordering::Relaxed);
+        let (p, o) = pk.counts();
+        self.packets.store(p, Ordering::Relaxed);
+        self.octets.store(o, Ordering::Relaxed);
+    }
+}
+
+/// Where a media task stopped: lets a later PLAY continue the sequences.
 #[derive(Debug, Default)]
 pub(super) struct Progress {
-    pub(super) next_seq: AtomicU32,
-    pub(super) packets: AtomicU32,
-    pub(super) octets: AtomicU32,
+    pub(super) video: TrackProgress,
+    pub(super) audio: TrackProgress,
+    /// Video frames sent.
     pub(super) frames: AtomicU64,
 }
 
+/// One track of a playing session: its parameters and where it goes.
+pub(super) struct Outlet {
+    pub(super) params: TrackParams,
+    pub(super) sink: Sink,
+}
+
+impl Outlet {
+    /// The RTP and RTCP interleave channels (`None` over UDP).
+    fn channels(&self) -> (Option<u8>, Option<u8>) {
+        match self.params.transport {
+            MediaTransport::Tcp {
+                rtp_channel,
+                rtcp_channel,
+            } => (Some(rtp_channel), Some(rtcp_channel)),
+            MediaTransport::Udp { .. } => (None, None),
+        }
+    }
+
+    fn packetizer(&self, progress: &TrackProgress, max_payload: usize) -> Packetizer {
+        let p = &self.params;
+        Packetizer::new(p.ssrc, p.first_seq, max_payload, self.channels().0)
+            .with_counts(progress.counts())
+    }
+
+    /// Sends one RTCP sender report for this track; returns its length.
+    async fn report(&self, pk: &Packetizer, rtp_ts: u32, ntp: NtpTimestamp) -> io::Result<usize> {
+        let mut report = Vec::new();
+        rtp::sender_report(
+            pk.ssrc(),
+            ntp,
+            rtp_ts,
+            pk.counts(),
+            "edgestream",
+            self.channels().1,
+            &mut report,
+        );
+        self.sink.send_rtcp(&report).await?;
+        Ok(report.len())
+    }
+}
+
+/// Sends a playing session's tracks: the video frames from `sub`, and
+/// before each, the silent audio frames due by its capture time.
 pub(super) async fn media_task(
-    params: PlayParams,
-    sink: Sink,
+    video: Option<Outlet>,
+    audio: Option<Outlet>,
     sub: Subscription,
     progress: Arc<Progress>,
     max_payload: usize,
 ) -> io::Result<()> {
-    let interleaved = match params.transport {
-        MediaTransport::Tcp { rtp_channel, .. } => Some(rtp_channel),
-        MediaTransport::Udp { .. } => None,
-    };
-    let rtcp_channel = match params.transport {
-        MediaTransport::Tcp { rtcp_channel, .. } => Some(rtcp_channel),
-        MediaTransport::Udp { .. } => None,
-    };
-    let mut pk = Packetizer::new(params.ssrc, params.first_seq, max_payload, interleaved)
-        .with_counts((
-            progress.packets.load(Ordering::Relaxed),
-            progress.octets.load(Ordering::Relaxed),
-        ));
+    let mut video = video.map(|o| (o.packetizer(&progress.video, max_payload), o));
+    let mut audio = audio.map(|o| {
+        let pk = o
+            .packetizer(&progress.audio, max_payload)
+            .with_payload_type(audio::PAYLOAD_TYPE);
+        (SilentSender::new(pk, o.params.ts_offset), o)
+    });
     let mut packets = Vec::new();
-    let mut report = Vec::new();
+    let mut audio_bytes = Vec::new();
     let mut next_report: Option<Instant> = None;
     enum Event {
         Frame(Option<Arc<EncodedFrame>>),
@@ -207,43 +299,47 @@ pub(super) async fn media_task(
         match event {
             Event::Frame(None) => return Ok(()),
             Event::Frame(Some(frame)) => {
-                packets.clear();
-                pk.packetize(
-                    &frame,
-                    rtp::rtp_timestamp(frame.pts, params.ts_offset),
-                    &mut packets,
-                );
-                sink.send_frame(&frame, &packets).await?;
-                let bytes: usize = packets
-                    .iter()
-                    .map(|p| p.header().len() + p.payload(&frame).len())
-                    .sum();
-                sub.meter().sent(bytes);
-                progress
-                    .next_seq
-                    .store(u32::from(pk.next_seq()), Ordering::Relaxed);
-                let (p, o) = pk.counts();
-                progress.packets.store(p, Ordering::Relaxed);
-                progress.octets.store(o, Ordering::Relaxed);
+                if let Some((sender, out)) = &mut audio {
+                    audio_bytes.clear();
+                    if sender.until(frame.pts, &mut audio_bytes) > 0 {
+                        out.sink
+                            .send_packets(&audio_bytes, audio::UDP_PACKET_LEN)
+                            .await?;
+                        sub.meter().sent(audio_bytes.len());
+                        progress.audio.record(sender.packetizer());
+                    }
+                }
+                if let Some((pk, out)) = &mut video {
+                    packets.clear();
+                    let ts = rtp::rtp_timestamp(frame.pts, out.params.ts_offset);
+                    pk.packetize(&frame, ts, &mut packets);
+                    out.sink.send_frame(&frame, &packets).await?;
+                    let bytes: usize = packets
+                        .iter()
+                        .map(|p| p.header().len() + p.payload(&frame).len())
+                        .sum();
+                    sub.meter().sent(bytes);
+                    progress.video.record(pk);
+                }
                 progress.frames.fetch_add(1, Ordering::Relaxed);
                 // The first report right after the first frame, so players
-                // can sync to wall clock time at once.
+                // can sync to wall clock time (and the tracks to each other)
+                // at once.
                 next_report.get_or_insert_with(Instant::now);
             }
             Event::Report => {
-                report.clear();
+                // One instant for both tracks' reports.
+                let ntp = NtpTimestamp::from_system_time(SystemTime::now());
                 let now_pts = clock::monotonic_now();
-                rtp::sender_report(
-                    pk.ssrc(),
-                    NtpTimestamp::from_system_time(SystemTime::now()),
-                    rtp::rtp_timestamp(now_pts, params.ts_offset),
-                    pk.counts(),
-                    "edgestream",
-                    rtcp_channel,
-                    &mut report,
-                );
-                sink.send_rtcp(&report).await?;
-                sub.meter().sent(report.len());
+                if let Some((pk, out)) = &video {
+                    let ts = rtp::rtp_timestamp(now_pts, out.params.ts_offset);
+                    sub.meter().sent(out.report(pk, ts, ntp).await?);
+                }
+                if let Some((sender, out)) = &audio {
+                    let ts = audio::rtp_timestamp(now_pts, out.params.ts_offset);
+                    sub.meter()
+                        .sent(out.report(sender.packetizer(), ts, ntp).await?);
+                }
                 let jitter = SR_INTERVAL.as_millis() as u64 / 2;
                 next_report = Some(
                     Instant::now()
