@@ -135,6 +135,18 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR:PORT|off")]
     pub http: Option<String>,
 
+    /// UDP address of WebRTC (WHEP, `POST /live/whep` on the HTTP face):
+    /// one port for all peers, or `off`. Needs the `webrtc` build feature.
+    /// [default: 0.0.0.0:8189]
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    pub webrtc_udp: Option<String>,
+
+    /// More IP addresses to offer WebRTC peers as host candidates on the
+    /// webrtc-udp port, for addresses the device cannot see itself (a NAT's
+    /// public address). Repeat or separate with commas. [default: none]
+    #[arg(long, value_name = "IP", value_delimiter = ',')]
+    pub webrtc_additional_hosts: Vec<String>,
+
     /// Serve /metrics without credentials (for a Prometheus scraper). [default: false]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub metrics_public: Option<bool>,
@@ -277,6 +289,8 @@ struct FileConfig {
     rtsp: Option<String>,
     rtsp_path: Option<String>,
     http: Option<String>,
+    webrtc_udp: Option<String>,
+    webrtc_additional_hosts: Option<StringList>,
     metrics_public: Option<bool>,
     push: Option<PushList>,
     push_tls_ca: Option<PathBuf>,
@@ -590,6 +604,9 @@ pub struct Config {
     pub rtsp_path: String,
     /// `None`: the HTTP server is off.
     pub http: Option<SocketAddr>,
+    /// `None`: WebRTC is off.
+    pub webrtc_udp: Option<SocketAddr>,
+    pub webrtc_additional_hosts: Vec<std::net::IpAddr>,
     pub metrics_public: bool,
     pub push: Vec<String>,
     pub push_tls_ca: Option<PathBuf>,
@@ -692,6 +709,8 @@ impl Default for Config {
             rtsp: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8554))),
             rtsp_path: "/live".into(),
             http: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8080))),
+            webrtc_udp: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8189))),
+            webrtc_additional_hosts: Vec::new(),
             metrics_public: false,
             push: Vec::new(),
             push_tls_ca: None,
@@ -942,6 +961,34 @@ impl Config {
                     "{o}: {v:?} is not an address; use ADDR:PORT (0.0.0.0:8080, 127.0.0.1:8080, [::]:8080) or off"
                 ))
             })?;
+        }
+        if let Some((v, o)) = pick(cli.webrtc_udp.clone(), file.webrtc_udp, "webrtc-udp", path) {
+            c.webrtc_udp = parse_listen(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "{o}: {v:?} is not an address; use ADDR:PORT (0.0.0.0:8189, 127.0.0.1:8189, [::]:8189) or off"
+                ))
+            })?;
+        }
+        let hosts = if cli.webrtc_additional_hosts.is_empty() {
+            file.webrtc_additional_hosts.map(|l| (l.0, path))
+        } else {
+            Some((cli.webrtc_additional_hosts.clone(), None))
+        };
+        if let Some((hosts, file)) = hosts {
+            let o = Origin {
+                key: "webrtc-additional-hosts",
+                file,
+            };
+            c.webrtc_additional_hosts = hosts
+                .iter()
+                .map(|h| {
+                    h.trim().parse().map_err(|_| {
+                        ConfigError(format!(
+                            "{o}: {h:?} is not an IP address; give the address peers reach the device at (203.0.113.7, 2001:db8::7)"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         }
         if let Some((v, _)) = pick(
             cli.metrics_public,
@@ -1314,6 +1361,21 @@ impl Config {
             self.http
                 .map_or_else(|| "off".to_string(), |a| a.to_string())
                 .into(),
+        );
+        put(
+            "webrtc-udp",
+            self.webrtc_udp
+                .map_or_else(|| "off".to_string(), |a| a.to_string())
+                .into(),
+        );
+        put(
+            "webrtc-additional-hosts",
+            toml::Value::Array(
+                self.webrtc_additional_hosts
+                    .iter()
+                    .map(|h| h.to_string().into())
+                    .collect(),
+            ),
         );
         put("metrics-public", self.metrics_public.into());
         put(

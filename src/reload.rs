@@ -68,6 +68,8 @@ pub fn plan(old: &Config, new: &Config) -> Plan {
     key!(pipeline, "source-stride", source_stride);
     key!(restart, "rtsp", rtsp);
     key!(restart, "rtsp-path", rtsp_path);
+    key!(restart, "webrtc-udp", webrtc_udp);
+    key!(restart, "webrtc-additional-hosts", webrtc_additional_hosts);
     key!(restart, "rtsp-udp-ports", rtsp_udp_ports);
     key!(restart, "rtp-payload-size", rtp_payload_size);
     key!(restart, "session-timeout", session_timeout);
