@@ -143,7 +143,10 @@ fn chromium_plays_over_webrtc() {
                     let decoded_rate = (decoded - d0) / (t - t0);
                     let mut d = delays.clone();
                     d.sort_by(f64::total_cmp);
-                    assert!(d.len() > 200, "too few captureTime samples: {r}");
+                    assert!(
+                        d.len() > 200,
+                        "too few delay samples (rVFC rtpTimestamp): {r}"
+                    );
                     let (p50, p95) = (percentile(&d, 0.5), percentile(&d, 0.95));
                     eprintln!(
                         "webrtc: first frame {ff:.0} ms after load; {rate:.2} frames/s presented, \

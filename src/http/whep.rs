@@ -23,8 +23,10 @@ pub fn location(id: u64) -> String {
 }
 
 fn cors(r: Response) -> Response {
-    r.header("Access-Control-Allow-Origin", "*")
-        .header("Access-Control-Expose-Headers", "Location")
+    r.header("Access-Control-Allow-Origin", "*").header(
+        "Access-Control-Expose-Headers",
+        "Location, X-Edgestream-Clock-Ms",
+    )
 }
 
 /// What WHEP does with a request, given the sessions' owner.
@@ -78,8 +80,15 @@ pub fn respond(sessions: Option<&dyn Sessions>, req: &Request, body: &[u8]) -> R
             };
             match sessions.offer(sdp) {
                 Ok((id, answer)) => {
+                    // Wall clock minus CLOCK_MONOTONIC: RTP timestamps are
+                    // capture times on the latter (90 kHz).
+                    let wall = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+                    let mono = crate::clock::monotonic_now().as_secs_f64() * 1000.0;
                     cors(Response::new(201, "application/sdp", answer.into_bytes()))
                         .header("Location", &location(id))
+                        .header("X-Edgestream-Clock-Ms", &format!("{:.3}", wall - mono))
                 }
                 Err(e) => {
                     let mut detail = e.to_string();

@@ -61,8 +61,6 @@ pub struct Peer {
     closed: bool,
     /// Frames are dropped until the next keyframe (a transmit failed).
     skip_to_keyframe: bool,
-    /// RTP timestamps count from the first frame's capture time.
-    epoch: Option<Duration>,
     pub stats: PeerStats,
 }
 
@@ -124,7 +122,6 @@ impl Peer {
             connected: false,
             closed: false,
             skip_to_keyframe: false,
-            epoch: None,
             stats: PeerStats::default(),
         };
         // The answer names the video's mid (str0m announces media added by
@@ -187,8 +184,9 @@ impl Peer {
             return;
         }
         self.skip_to_keyframe = false;
-        let epoch = *self.epoch.get_or_insert(frame.pts);
-        let ticks = frame.pts.saturating_sub(epoch).as_micros() * 9 / 100;
+        // RTP time is the capture time (CLOCK_MONOTONIC) at 90 kHz, so the
+        // page can turn rtpTimestamp back into it (X-Edgestream-Clock-Ms).
+        let ticks = frame.pts.as_micros() * 9 / 100;
         let rtp_time = MediaTime::new(ticks as u64, str0m::media::Frequency::NINETY_KHZ);
         let wallclock = now.checked_sub(age).unwrap_or(now);
         let Some(writer) = self.rtc.writer(mid) else {
