@@ -88,6 +88,10 @@ fn offer(n: u32) -> String {
     .join("\r\n")
 }
 
+/// One browser at a time: two share the cores and blur frame counts and
+/// delays (the first frame came after 1 s with two at once).
+static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const SDP: &str = "Content-Type: application/sdp\r\n";
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -100,6 +104,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// malformed offer is refused with a 400 and the picture goes on.
 #[test]
 fn chromium_plays_over_webrtc() {
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let secs = 10.0;
     let (es, http) = start(&["--size", "640x480", "--fps", "30"]);
     let reports = Reports::listen();
@@ -236,4 +241,29 @@ fn whep_needs_the_users_and_keeps_to_max_viewers() {
     assert_eq!(status, 503, "{head}");
     let location = header(&head, "Location");
     assert!(location.is_none());
+}
+
+/// With WebRTC off, WHEP says 503 and the page plays over MSE, saying so.
+#[test]
+fn page_falls_back_to_mse_when_webrtc_is_off() {
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let (es, http) = start(&["--size", "160x120", "--webrtc-udp", "off"]);
+    assert_eq!(
+        request(&http, "POST", "/live/whep", SDP, offer(1).as_bytes()).0,
+        503
+    );
+    let reports = Reports::listen();
+    let _browser = Chromium::open(&format!("http://{http}/?report={}", reports.url));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Some(r) = reports.next(Duration::from_secs(5)) {
+            if json_num(&r, "frames").unwrap_or(0.0) >= 30.0 {
+                assert!(r.contains("\"via\":\"mse\""), "{r}");
+                return;
+            }
+            last = r;
+        }
+    }
+    panic!("the page did not fall back: {last}\n{}", es.log_text());
 }
