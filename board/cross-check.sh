@@ -44,6 +44,11 @@ case "$target" in
 esac
 cross_version=0.2.5
 budget=$((4 * 1024 * 1024))
+# The Pi Zero build without WebRTC, the one within the budget: with WebRTC
+# (the default features) armel is 8.5 MB (str0m's vendored OpenSSL), over
+# issue 15's 5 MiB goal. CROSS_FEATURES='' checks the default build instead
+# (and then fails the budget).
+read -r -a feature_args <<<"${CROSS_FEATURES---no-default-features --features mjpeg}"
 out=$root/target/cross-check
 mkdir -p "$out"
 log=$out/$target.log
@@ -133,7 +138,7 @@ ru() { if [ "$toolchain" = "$version" ]; then rustup "+$toolchain" "$@"; else ru
 
 # std for the target: rustup's, or built from source.
 cross_env=()
-cargo_args=()
+cargo_args=("${feature_args[@]}")
 if ! grep -qx "$target" <<<"$(ru target list --installed 2>/dev/null || true)" &&
   ! ru target add "$target" >/dev/null 2>&1; then
   say "no rust-std download for $target: building std from source (-Zbuild-std)"
@@ -182,7 +187,7 @@ say "image build (or reuse): $image_ready s; cargo build in the container: $((to
 say "binary: $bin, $size bytes ($((size / 1024)) KiB), budget $((budget / 1024)) KiB"
 info=$(file -b "$bin")
 say "file: $info"
-[ "$size" -le "$budget" ] || die "$size bytes is over the 4 MiB budget"
+[ "$size" -le "$budget" ] || die "$size bytes is over the $((budget / 1048576)) MiB budget"
 case "$info" in *"statically linked"*) ;; *) die "not a static binary: $info" ;; esac
 case "$info" in *stripped*) ;; *) die "not stripped: $info" ;; esac
 

@@ -43,3 +43,5 @@ pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod systemd;
+#[cfg(feature = "webrtc")]
+pub mod webrtc;

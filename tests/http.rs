@@ -60,7 +60,7 @@ fn chromium_plays_the_live_view() {
         .unwrap_or(10.0);
     let (es, http) = start(&["--size", "640x480", "--fps", "30"]);
     let reports = Reports::listen();
-    let _browser = Chromium::open(&format!("http://{http}/?report={}", reports.url));
+    let _browser = Chromium::open(&format!("http://{http}/?mode=mse&report={}", reports.url));
     let started = Instant::now();
     let mut first_frame = None;
     let mut at_start: Option<(f64, f64)> = None;

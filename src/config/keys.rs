@@ -5,7 +5,7 @@
 //! prints it. Adding a key is adding an entry here (and its README row,
 //! which `tests::readme_lists_exactly_the_keys` checks).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -126,6 +126,28 @@ keys! {
             r#"HTTP listen address for the page, `/live.mp4`, `/api/status`, `/metrics` and `/snapshot.jpg` (see [In a browser](#in-a-browser-http)), or `off`. A port that cannot be bound is logged and streaming goes on without it."#;
         read |v, o| read_listen(v, o, 8080);
         print print_listen;
+
+    /// UDP address of WebRTC (WHEP, `POST /live/whep` on the HTTP face):
+    /// one port for all peers, or `off`. Needs the `webrtc` build feature.
+    /// [default: 0.0.0.0:8189]
+    #[arg(value_name = "ADDR:PORT|off")]
+    webrtc_udp: "webrtc-udp", Option<String> => String => Option<SocketAddr> =
+        Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8189)));
+        reload Restart; readme r#"`0.0.0.0:8189`"#,
+            r#"UDP address for WebRTC (WHEP, see [WebRTC](#webrtc-whep)): one port for all peers, or `off`. Needs the `webrtc` build feature (default). A port that cannot be bound is logged and the page plays over HTTP."#;
+        read |v, o| read_listen(v, o, 8189);
+        print print_listen;
+
+    /// More IP addresses to offer WebRTC peers as host candidates on the
+    /// webrtc-udp port, for addresses the device cannot see itself (a NAT's
+    /// public address). Repeat or separate with commas. [default: none]
+    #[arg(value_name = "IP", value_delimiter = ',')]
+    webrtc_additional_hosts: "webrtc-additional-hosts", Vec<String> => StringList => Vec<IpAddr> =
+        Vec::new();
+        reload Restart; readme r#"none"#,
+            r#"IP addresses offered to WebRTC peers as host candidates on the `webrtc-udp` port besides the device's own (a NAT's public address). Repeat the flag or separate with commas; a list in the file."#;
+        read read_ip_list;
+        print |hosts| Some(toml::Value::Array(hosts.iter().map(|h| h.to_string().into()).collect()));
 
     /// Serve /metrics without credentials (for a Prometheus scraper). [default: false]
     #[arg(value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]

@@ -21,6 +21,17 @@ mod tests;
 
 use std::path::Path;
 
+/// `--version`: the version and the optional features built in (tests/arm.rs
+/// reads it to pick the binary's size budget).
+#[cfg(all(feature = "webrtc", feature = "mjpeg"))]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: mjpeg, webrtc)");
+#[cfg(all(feature = "webrtc", not(feature = "mjpeg")))]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: webrtc)");
+#[cfg(all(not(feature = "webrtc"), feature = "mjpeg"))]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: mjpeg)");
+#[cfg(all(not(feature = "webrtc"), not(feature = "mjpeg")))]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (features: none)");
+
 pub use error::{ConfigError, UsersFileError};
 use keys::FileConfig;
 pub use keys::{Cli, Config, KEYS};

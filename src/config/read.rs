@@ -115,6 +115,19 @@ pub fn read_listen(v: String, o: &Origin, port: u16) -> Result<Option<SocketAddr
     })
 }
 
+/// `webrtc-additional-hosts`: IP addresses, each checked.
+pub fn read_ip_list(v: StringList, o: &Origin) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    v.0.iter()
+        .map(|h| {
+            h.trim().parse().map_err(|_| {
+                invalid(o, format!(
+                    "{h:?} is not an IP address; give the address peers reach the device at (203.0.113.7, 2001:db8::7)"
+                ))
+            })
+        })
+        .collect()
+}
+
 pub fn print_listen(a: &Option<SocketAddr>) -> Option<toml::Value> {
     text(a.map_or_else(|| "off".to_string(), |a| a.to_string()))
 }

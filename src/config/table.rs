@@ -113,7 +113,7 @@ macro_rules! keys {
         #[derive(clap::Parser, Debug, Default, Clone)]
         #[command(
             name = "edgestream",
-            version,
+            version = $crate::config::VERSION,
             about = "Live H.264 from a V4L2 camera (or a test pattern) over RTSP, FLV and RTMP, in one static binary.",
             long_about = "Live H.264 from a V4L2 camera (or a test pattern) over RTSP, FLV and RTMP, in one static binary.\n\n\
                 With no arguments it streams a moving test pattern at rtsp://<host>:8554/live.\n\

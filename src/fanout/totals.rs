@@ -15,10 +15,17 @@ pub enum SinkKind {
     Http,
     /// A push target (RTMP, RTMPS, FLV).
     Push,
+    /// A WebRTC (WHEP) peer.
+    WebRtc,
 }
 
 impl SinkKind {
-    pub const ALL: [SinkKind; 3] = [SinkKind::Rtsp, SinkKind::Http, SinkKind::Push];
+    pub const ALL: [SinkKind; 4] = [
+        SinkKind::Rtsp,
+        SinkKind::Http,
+        SinkKind::Push,
+        SinkKind::WebRtc,
+    ];
 
     /// The label used by `/metrics` and the JSON keys of `/api/status`.
     pub fn name(self) -> &'static str {
@@ -26,6 +33,7 @@ impl SinkKind {
             SinkKind::Rtsp => "rtsp",
             SinkKind::Http => "http",
             SinkKind::Push => "push",
+            SinkKind::WebRtc => "webrtc",
         }
     }
 
@@ -81,8 +89,8 @@ impl Drops {
 /// Totals since start, per [`SinkKind`].
 #[derive(Debug, Default)]
 pub struct SinkTotals {
-    bytes: [AtomicU64; 3],
-    drops: [[AtomicU64; 3]; 3],
+    bytes: [AtomicU64; 4],
+    drops: [[AtomicU64; 3]; 4],
 }
 
 impl SinkTotals {

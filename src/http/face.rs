@@ -34,6 +34,14 @@ pub fn options(
         },
         queue_frames: 30,
         snapshots,
+        #[cfg(feature = "webrtc")]
+        webrtc: config
+            .webrtc_udp
+            .map(|listen| crate::webrtc::server::WebrtcOptions {
+                listen,
+                additional_hosts: config.webrtc_additional_hosts.clone(),
+                max_peers: config.max_viewers,
+            }),
     }
 }
 

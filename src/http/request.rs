@@ -21,6 +21,8 @@ pub struct Request {
     /// The query part, without `?`.
     pub query: String,
     pub authorization: Option<String>,
+    /// `Content-Type`, if sent (WHEP's offer is `application/sdp`).
+    pub content_type: Option<String>,
     /// Announced body length (a GET has none; WHEP's POST will).
     pub content_length: usize,
     /// HTTP/1.0 or `Connection: close`.
@@ -76,12 +78,15 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, Pa
         None => (target.clone(), String::new()),
     };
     let mut authorization = None;
+    let mut content_type = None;
     let mut content_length = 0;
     let mut close = req.version == Some(0);
     for h in req.headers.iter() {
         let value = || String::from_utf8_lossy(h.value).trim().to_string();
         if h.name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value());
+        } else if h.name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value());
         } else if h.name.eq_ignore_ascii_case("content-length") {
             content_length = value()
                 .parse::<usize>()
@@ -100,11 +105,23 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, Pa
             path,
             query,
             authorization,
+            content_type,
             content_length,
             close,
         },
         used,
     )))
+}
+
+/// The WHEP endpoint (WebRTC playback).
+pub const WHEP_PATH: &str = "/live/whep";
+
+/// `/live/whep` or one of its sessions (`/live/whep/ID`).
+pub fn is_whep_path(path: &str) -> bool {
+    path == WHEP_PATH
+        || path
+            .strip_prefix(WHEP_PATH)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// What a request asks for, once it passed authentication.
@@ -115,7 +132,8 @@ pub enum Route {
     Status,
     Metrics,
     Snapshot,
-    /// WebRTC playback (WHEP, issue 15): not there yet.
+    /// WebRTC playback (WHEP): `/live/whep` and its sessions
+    /// (`/live/whep/ID`); see [`super::whep`].
     Whep,
     /// Answer this and go on.
     Reply(Response),
@@ -138,7 +156,10 @@ pub fn route(req: &Request, settings: &Settings, now: Instant) -> Route {
         ("GET" | "HEAD", "/api/status") => Route::Status,
         ("GET" | "HEAD", "/metrics") => Route::Metrics,
         ("GET", "/snapshot.jpg") => Route::Snapshot,
-        ("POST" | "PATCH" | "DELETE" | "OPTIONS", "/live/whep") => Route::Whep,
+        // CORS preflights carry no credentials (Fetch standard): answered
+        // before authentication.
+        ("OPTIONS", p) if is_whep_path(p) => return Route::Whep,
+        (_, p) if is_whep_path(p) => Route::Whep,
         (_, "/" | "/index.html" | "/live.mp4" | "/api/status" | "/metrics" | "/snapshot.jpg") => {
             return Route::Reply(
                 Response::error(405, format!("{} is not allowed here; use GET", req.method))
@@ -186,12 +207,15 @@ pub struct Response {
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        415 => "Unsupported Media Type",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",

@@ -41,6 +41,9 @@ pub struct HttpOptions {
     pub queue_frames: usize,
     /// `None`: no raw pictures (H.264 passthrough); `/snapshot.jpg` says 501.
     pub snapshots: Option<Arc<Snapshots>>,
+    /// WebRTC (WHEP) on this UDP address; `None`: off.
+    #[cfg(feature = "webrtc")]
+    pub webrtc: Option<crate::webrtc::server::WebrtcOptions>,
 }
 
 /// Counters for the API, the metrics and tests.
@@ -63,6 +66,8 @@ struct Shared {
     status: StatusSource,
     stats: Arc<HttpStats>,
     conns: Mutex<ConnTable>,
+    #[cfg(feature = "webrtc")]
+    webrtc: Option<Arc<crate::webrtc::Webrtc>>,
 }
 
 /// A bound HTTP server, ready to [`run`](HttpServer::run).
@@ -74,6 +79,28 @@ pub struct HttpServer {
 impl HttpServer {
     pub fn bind(opts: HttpOptions, fanout: Arc<Fanout>, status: StatusSource) -> io::Result<Self> {
         let listener = Async::<TcpListener>::bind(opts.listen)?;
+        #[cfg(feature = "webrtc")]
+        let webrtc = opts.webrtc.as_ref().and_then(|w| {
+            match crate::webrtc::Webrtc::bind(w, fanout.clone()) {
+                Ok(rtc) => {
+                    let list: Vec<String> = rtc.candidates().iter().map(|c| c.to_string()).collect();
+                    log::info!(
+                        "webrtc: listening on udp {} port {} (WHEP at /live/whep; candidates {})",
+                        w.listen.ip(),
+                        rtc.port(),
+                        list.join(", ")
+                    );
+                    Some(rtc)
+                }
+                Err(e) => {
+                    log::error!(
+                        "webrtc: cannot bind udp {}: {e}; going on without WebRTC (set webrtc-udp = \"ADDR:PORT\" or off)",
+                        w.listen
+                    );
+                    None
+                }
+            }
+        });
         Ok(Self {
             listener,
             shared: Arc::new(Shared {
@@ -82,6 +109,8 @@ impl HttpServer {
                 status,
                 stats: Arc::default(),
                 conns: Mutex::new(ConnTable::default()),
+                #[cfg(feature = "webrtc")]
+                webrtc,
             }),
         })
     }
@@ -97,6 +126,8 @@ impl HttpServer {
     /// Accepts connections until the future is dropped.
     pub async fn run(self) {
         let shared = self.shared;
+        #[cfg(feature = "webrtc")]
+        let _webrtc = shared.webrtc.clone().map(|w| smol::spawn(w.run()));
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(x) => x,
@@ -190,7 +221,7 @@ async fn serve(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
             buf.extend_from_slice(&chunk[..n]);
         };
         first = false;
-        // Bodies are not used yet (WHEP will read its offer here).
+        // Only WHEP reads a body (its SDP offer).
         let body = used + req.content_length;
         while buf.len() < body {
             let n = with_timeout(limits.handshake_timeout, (&stream).read(&mut chunk)).await?;
@@ -199,7 +230,7 @@ async fn serve(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
             }
             buf.extend_from_slice(&chunk[..n]);
         }
-        buf.drain(..body);
+        let content: Vec<u8> = buf.drain(..body).skip(used).collect();
         let now = Instant::now();
         let route = if bucket.take(now) {
             request::route(&req, &shared.opts.settings, now)
@@ -221,7 +252,23 @@ async fn serve(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
                 api::metrics(&(shared.status)(&shared.stats)).into_bytes(),
             ),
             Route::Snapshot => snapshot_response(shared.opts.snapshots.as_deref()).await,
-            Route::Whep => Response::error(501, "WebRTC (WHEP) playback is not in this build"),
+            #[cfg(feature = "webrtc")]
+            Route::Whep => super::whep::respond(
+                shared
+                    .webrtc
+                    .as_ref()
+                    .map(|w| w as &dyn super::whep::Sessions),
+                &req,
+                &content,
+            ),
+            #[cfg(not(feature = "webrtc"))]
+            Route::Whep => {
+                let _ = content;
+                Response::error(
+                    501,
+                    "WebRTC (WHEP) playback is not in this build (cargo feature webrtc)",
+                )
+            }
             Route::Reply(r) => r,
         };
         let bytes = response.to_bytes(req.close, head_only);

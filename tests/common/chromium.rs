@@ -30,6 +30,8 @@ impl Chromium {
                 "--disable-sync",
                 "--no-first-run",
                 "--mute-audio",
+                // WebRTC to edgestream's 127.0.0.1 candidates.
+                "--allow-loopback-in-peer-connection",
             ])
             .arg(format!("--user-data-dir={}", dir.display()))
             .arg(url)

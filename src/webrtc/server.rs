@@ -1,0 +1,344 @@
+//! The WebRTC shell: one UDP port for every peer (one socket per local
+//! address on it, so each datagram's destination is known, which ICE
+//! needs), a timer task, and one fan-out sink per connected peer. All
+//! protocol work is in [`super::peer`].
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use smol::{Async, Timer};
+
+use super::WhepError;
+use super::peer::{Effect, Peer};
+use crate::fanout::{Fanout, SinkKind};
+
+/// Frames queued per peer before it drops to the next keyframe.
+const QUEUE_FRAMES: usize = 30;
+
+/// What the WebRTC side is started with.
+#[derive(Debug, Clone)]
+pub struct WebrtcOptions {
+    /// `webrtc-udp`.
+    pub listen: SocketAddr,
+    /// `webrtc-additional-hosts`: offered as host candidates on the port.
+    pub additional_hosts: Vec<IpAddr>,
+    /// At most this many peers (`max-viewers`).
+    pub max_peers: usize,
+}
+
+/// Counters for the status API and tests.
+#[derive(Debug, Default)]
+pub struct WebrtcStats {
+    /// Peers with a session now (connected or connecting).
+    pub peers: AtomicUsize,
+    pub frames_sent: AtomicU64,
+    pub keyframe_requests: AtomicU64,
+    /// Datagrams the kernel would not take (socket buffer full).
+    pub send_blocked: AtomicU64,
+}
+
+struct Slot {
+    peer: Peer,
+    deadline: Instant,
+    /// Notified when the slot goes (the peer's frame task ends).
+    gone: Arc<event_listener::Event>,
+}
+
+/// The WebRTC service: sessions by id and the sockets they share.
+pub struct Webrtc {
+    sockets: Vec<Async<UdpSocket>>,
+    candidates: Vec<SocketAddr>,
+    peers: Mutex<HashMap<u64, Slot>>,
+    timers: event_listener::Event,
+    fanout: Arc<Fanout>,
+    max_peers: usize,
+    stats: Arc<WebrtcStats>,
+}
+
+impl Webrtc {
+    /// Binds the port: on each interface address for a wildcard `listen`
+    /// (the port the first one got for port 0), else on `listen`.
+    pub fn bind(opts: &WebrtcOptions, fanout: Arc<Fanout>) -> io::Result<Arc<Self>> {
+        let mut ips = if opts.listen.ip().is_unspecified() {
+            let mut ips = crate::netif::interface_addrs();
+            ips.retain(|ip| ip.is_ipv4() == opts.listen.is_ipv4());
+            ips
+        } else {
+            vec![opts.listen.ip()]
+        };
+        if ips.is_empty() {
+            ips.push(opts.listen.ip());
+        }
+        let mut port = opts.listen.port();
+        let mut sockets = Vec::new();
+        for ip in ips {
+            let s = Async::<UdpSocket>::bind(SocketAddr::new(ip, port))?;
+            port = s.get_ref().local_addr()?.port();
+            let _ = socket2::SockRef::from(s.get_ref()).set_send_buffer_size(1 << 20);
+            sockets.push(s);
+        }
+        let mut candidates: Vec<SocketAddr> = sockets
+            .iter()
+            .filter_map(|s| s.get_ref().local_addr().ok())
+            .collect();
+        // Loopback last: browsers ignore it unless told otherwise.
+        candidates.sort_by_key(|a| a.ip().is_loopback());
+        candidates.extend(
+            opts.additional_hosts
+                .iter()
+                .map(|&ip| SocketAddr::new(ip, port)),
+        );
+        Ok(Arc::new(Self {
+            sockets,
+            candidates,
+            peers: Mutex::new(HashMap::new()),
+            timers: event_listener::Event::new(),
+            fanout,
+            max_peers: opts.max_peers,
+            stats: Arc::default(),
+        }))
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.candidates.first().map_or(0, |a| a.port())
+    }
+
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
+    }
+
+    pub fn stats(&self) -> Arc<WebrtcStats> {
+        self.stats.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Slot>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers a WHEP offer: the session id and the SDP answer.
+    pub fn offer(&self, sdp: &str) -> Result<(u64, String), WhepError> {
+        let now = Instant::now();
+        let (peer, answer) = Peer::answer(sdp, &self.candidates, now)?;
+        let mut peers = self.lock();
+        if peers.len() >= self.max_peers {
+            return Err(WhepError::Full(self.max_peers));
+        }
+        let id = loop {
+            let id = fastrand::u64(1..);
+            if !peers.contains_key(&id) {
+                break id;
+            }
+        };
+        peers.insert(
+            id,
+            Slot {
+                peer,
+                deadline: now,
+                gone: Arc::default(),
+            },
+        );
+        self.stats.peers.store(peers.len(), Ordering::Relaxed);
+        drop(peers);
+        self.timers.notify(1);
+        Ok((id, answer))
+    }
+
+    /// Ends a session (WHEP DELETE); `false` if there is none by that id.
+    pub fn delete(self: &Arc<Self>, id: u64) -> bool {
+        let mut effects = Vec::new();
+        let found = match self.lock().get_mut(&id) {
+            Some(slot) => {
+                slot.peer.close();
+                slot.peer.poll_into(Instant::now(), &mut effects);
+                true
+            }
+            None => false,
+        };
+        if found {
+            self.apply(id, effects);
+            self.remove(id);
+        }
+        found
+    }
+
+    fn remove(&self, id: u64) {
+        let mut peers = self.lock();
+        if let Some(slot) = peers.remove(&id) {
+            slot.gone.notify(usize::MAX);
+            log::info!(
+                "webrtc: session {id:016x} ended after {} frames",
+                slot.peer.stats.frames_sent
+            );
+        }
+        self.stats.peers.store(peers.len(), Ordering::Relaxed);
+    }
+
+    /// Runs the sockets and the timers until the future is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let mut tasks = Vec::new();
+        for i in 0..self.sockets.len() {
+            let me = self.clone();
+            tasks.push(smol::spawn(async move { me.receive(i).await }));
+        }
+        self.timers().await;
+        drop(tasks);
+    }
+
+    async fn receive(self: Arc<Self>, i: usize) {
+        let socket = &self.sockets[i];
+        let Ok(local) = socket.get_ref().local_addr() else {
+            return;
+        };
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let (n, from) = match socket.recv_from(&mut buf).await {
+                Ok(x) => x,
+                Err(e) => {
+                    log::debug!("webrtc: receive on {local}: {e}");
+                    Timer::after(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            let data = &buf[..n];
+            let mut effects = Vec::new();
+            let mut owner = None;
+            for (&id, slot) in self.lock().iter_mut() {
+                if slot.peer.accepts(now, from, local, data) {
+                    slot.peer.receive(now, from, local, data);
+                    slot.deadline = slot.peer.poll_into(now, &mut effects);
+                    owner = Some(id);
+                    break;
+                }
+            }
+            if let Some(id) = owner {
+                self.apply(id, effects);
+                self.timers.notify(1);
+            }
+        }
+    }
+
+    async fn timers(self: &Arc<Self>) {
+        loop {
+            let listener = self.timers.listen();
+            let now = Instant::now();
+            let mut due = Vec::new();
+            let mut next = now + Duration::from_secs(1);
+            for (&id, slot) in self.lock().iter_mut() {
+                if slot.deadline <= now {
+                    let mut effects = Vec::new();
+                    slot.peer.timeout(now);
+                    slot.deadline = slot.peer.poll_into(now, &mut effects);
+                    if slot.peer.is_closed() && !effects.contains(&Effect::Closed) {
+                        effects.push(Effect::Closed);
+                    }
+                    due.push((id, effects));
+                }
+                next = next.min(slot.deadline);
+            }
+            for (id, effects) in due {
+                self.apply(id, effects);
+            }
+            smol::future::or(listener, async {
+                Timer::at(next).await;
+            })
+            .await;
+        }
+    }
+
+    /// Carries out what a peer asked for (outside the lock).
+    fn apply(self: &Arc<Self>, id: u64, effects: Vec<Effect>) {
+        let mut blocked = false;
+        for e in effects {
+            match e {
+                Effect::Transmit { from, to, data } => {
+                    let socket = self
+                        .sockets
+                        .iter()
+                        .find(|s| s.get_ref().local_addr().is_ok_and(|a| a == from))
+                        .or(self.sockets.first());
+                    if let Some(s) = socket {
+                        match s.get_ref().send_to(&data, to) {
+                            Ok(n) => self.fanout.totals().add_bytes(SinkKind::WebRtc, n as u64),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                self.stats.send_blocked.fetch_add(1, Ordering::Relaxed);
+                                blocked = true;
+                            }
+                            Err(e) => log::debug!("webrtc: send to {to}: {e}"),
+                        }
+                    }
+                }
+                Effect::Connected => {
+                    log::info!("webrtc: session {id:016x} connected");
+                    let me = self.clone();
+                    smol::spawn(async move { me.frames(id).await }).detach();
+                }
+                Effect::KeyframeWanted => {
+                    self.stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    self.fanout.keyframe_request().request();
+                }
+                Effect::Closed => self.remove(id),
+            }
+        }
+        if blocked {
+            let first = self
+                .lock()
+                .get_mut(&id)
+                .is_some_and(|slot| slot.peer.congested());
+            if first {
+                self.fanout.keyframe_request().request();
+            }
+        }
+    }
+
+    /// A connected peer's sink: subscribing starts it at a keyframe (an
+    /// IDR forced for it within the budget), then every frame is written.
+    async fn frames(self: Arc<Self>, id: u64) {
+        let Some(gone) = self.lock().get(&id).map(|s| s.gone.clone()) else {
+            return;
+        };
+        let sub = self.fanout.subscribe(SinkKind::WebRtc, QUEUE_FRAMES);
+        loop {
+            let listener = gone.listen();
+            if !self.lock().contains_key(&id) {
+                break;
+            }
+            let frame = smol::future::or(sub.recv(), async {
+                listener.await;
+                None
+            })
+            .await;
+            let Some(frame) = frame else {
+                break;
+            };
+            let now = Instant::now();
+            let age = crate::clock::monotonic_now().saturating_sub(frame.pts);
+            let mut effects = Vec::new();
+            match self.lock().get_mut(&id) {
+                Some(slot) => {
+                    slot.peer.send_frame(&frame, age, now);
+                    slot.deadline = slot.peer.poll_into(now, &mut effects);
+                }
+                None => break,
+            }
+            self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+            self.apply(id, effects);
+            self.timers.notify(1);
+        }
+    }
+}
+
+impl crate::http::whep::Sessions for Arc<Webrtc> {
+    fn offer(&self, sdp: &str) -> Result<(u64, String), WhepError> {
+        Webrtc::offer(self, sdp)
+    }
+
+    fn delete(&self, id: u64) -> bool {
+        Webrtc::delete(self, id)
+    }
+}
