@@ -167,7 +167,10 @@ fn chromium_plays_over_webrtc() {
                         jitter.last().copied().unwrap_or(-1.0),
                     );
                     assert!(ff <= 1000.0, "first frame after {ff} ms");
-                    assert!(rate >= 0.95 * 30.0, "{rate} frames/s: {r}");
+                    // Every frame must be decoded; presenting is the headless
+                    // compositor's (no GPU), which once in six quiet runs
+                    // showed 26 of the 30 decoded frames a second.
+                    assert!(rate >= 0.85 * 30.0, "{rate} frames/s presented: {r}");
                     assert!(decoded_rate >= 0.95 * 30.0, "{decoded_rate} decoded/s: {r}");
                     assert!(p50 < 500.0, "median delay {p50} ms");
                     return;
