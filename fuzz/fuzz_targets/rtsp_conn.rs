@@ -16,7 +16,7 @@ use edgestream::media::{Fraction, StreamInfo};
 use edgestream::rtsp::conn::{Conn, ConnConfig, Count, Env, Event};
 use edgestream::rtsp::limits::LimitSettings;
 use edgestream::rtsp::parse::Limits;
-use edgestream::rtsp::session::{Admission, Settings};
+use edgestream::rtsp::session::{Admission, Settings, Track};
 use libfuzzer_sys::fuzz_target;
 
 struct FuzzEnv {
@@ -60,7 +60,14 @@ fn drive(conn: &mut Conn, now: Instant) -> bool {
                 let _ = reason.to_string();
                 return true;
             }
-            Some(Event::Play(p)) => conn.set_next_seq(p.first_seq.wrapping_add(7)),
+            Some(Event::Play(p)) => {
+                if let Some(v) = p.video {
+                    conn.set_next_seq(Track::Video, v.first_seq.wrapping_add(7));
+                }
+                if let Some(a) = p.audio {
+                    conn.set_next_seq(Track::Audio, a.first_seq.wrapping_add(7));
+                }
+            }
             Some(Event::Pause | Event::Teardown | Event::AwaitStream(_)) => {}
         }
         conn.handle_bytes(now, &[]);
@@ -88,6 +95,7 @@ fuzz_target!(|data: &[u8]| {
         idle_timeout: Duration::from_secs(30),
         udp: seed & 2 == 0,
         auth: None,
+        audio: seed & 4 == 0,
     });
     let config = ConnConfig {
         parse_limits: Limits {

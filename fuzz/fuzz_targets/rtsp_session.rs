@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use edgestream::h264::ParameterSets;
 use edgestream::media::{Fraction, StreamInfo};
 use edgestream::rtsp::parse::{Limits, Message, Parsed, parse};
-use edgestream::rtsp::session::{Admission, Context, Effect, SessionMachine, Settings};
+use edgestream::rtsp::session::{Admission, Context, Effect, SessionMachine, Settings, Track};
 use libfuzzer_sys::fuzz_target;
 
 struct Slots {
@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         idle_timeout: Duration::from_secs(30),
         udp: data.first().is_some_and(|b| b & 1 == 1),
         auth: None,
+        audio: data.first().is_some_and(|b| b & 2 == 2),
     });
     let info = StreamInfo {
         width: 64,
@@ -69,7 +70,12 @@ fuzz_target!(|data: &[u8]| {
             assert!((100..600).contains(&resp.status));
             if let Effect::Play(p) = effect {
                 assert!(conn.is_playing());
-                conn.set_next_seq(p.first_seq.wrapping_add(10));
+                if let Some(v) = p.video {
+                    conn.set_next_seq(Track::Video, v.first_seq.wrapping_add(10));
+                }
+                if let Some(a) = p.audio {
+                    conn.set_next_seq(Track::Audio, a.first_seq.wrapping_add(10));
+                }
             }
             let mut out = Vec::new();
             resp.write_to(req.cseq(), &mut out);
