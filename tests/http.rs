@@ -32,12 +32,7 @@ fn get(addr: &str, path: &str, auth: Option<&str>) -> (u16, String, Vec<u8>) {
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
-    let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all);
-    let end = common::find(&all, b"\r\n\r\n").expect("a response head");
-    let head = String::from_utf8_lossy(&all[..end]).to_string();
-    let status = head[9..12].parse().unwrap();
-    (status, head, all[end + 4..].to_vec())
+    common::read_http_response(&mut s)
 }
 
 /// One browser at a time: two would share the machine's cores and blur the

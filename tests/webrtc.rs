@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -39,12 +39,7 @@ fn request(
     )
     .unwrap();
     s.write_all(body).unwrap();
-    let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all);
-    let end = common::find(&all, b"\r\n\r\n").expect("a response head");
-    let head = String::from_utf8_lossy(&all[..end]).to_string();
-    let status = head[9..12].parse().unwrap();
-    (status, head, all[end + 4..].to_vec())
+    common::read_http_response(&mut s)
 }
 
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {

@@ -183,3 +183,14 @@ pub fn header<'a>(resp: &'a str, name: &str) -> Option<&'a str> {
         n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
+
+/// Reads an HTTP/1.1 response to the end of the connection (the request
+/// said `Connection: close`): its status, its head and its body.
+pub fn read_http_response(s: &mut impl std::io::Read) -> (u16, String, Vec<u8>) {
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let end = find(&all, b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8_lossy(&all[..end]).to_string();
+    let status = head[9..12].parse().expect("a status code");
+    (status, head, all[end + 4..].to_vec())
+}
