@@ -181,37 +181,6 @@ pub struct SessionMachine {
     rng: fastrand::Rng,
 }
 
-/// The request-URI's path without query, trailing slash or scheme/authority.
-fn uri_path(uri: &str) -> Option<&str> {
-    if uri == "*" {
-        return Some("*");
-    }
-    let rest = if let Some(r) = uri
-        .strip_prefix("rtsp://")
-        .or_else(|| uri.strip_prefix("RTSP://"))
-    {
-        match r.find('/') {
-            Some(i) => &r[i..],
-            None => "/",
-        }
-    } else if uri.starts_with('/') {
-        uri
-    } else {
-        return None;
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    Some(rest.trim_end_matches('/'))
-}
-
-/// The request-URI without query, fragment or trailing slash (the base of
-/// Content-Base and RTP-Info URLs).
-fn base_uri(uri: &str) -> &str {
-    uri.split(['?', '#'])
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/')
-}
-
 /// What part of the server a URI names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -600,5 +569,7 @@ impl SessionMachine {
 }
 
 mod setup;
+mod uri;
+use uri::{base_uri, uri_path};
 #[cfg(test)]
 pub(super) mod tests;
