@@ -50,7 +50,9 @@ struct Slot {
 
 /// The WebRTC service: sessions by id and the sockets they share.
 pub struct Webrtc {
-    sockets: Vec<Async<UdpSocket>>,
+    /// Each socket with its local address, read once when bound (a
+    /// transmit picks its socket by address on every packet).
+    sockets: Vec<(SocketAddr, Async<UdpSocket>)>,
     candidates: Vec<SocketAddr>,
     peers: Mutex<HashMap<u64, Slot>>,
     timers: event_listener::Event,
@@ -77,14 +79,12 @@ impl Webrtc {
         let mut sockets = Vec::new();
         for ip in ips {
             let s = Async::<UdpSocket>::bind(SocketAddr::new(ip, port))?;
-            port = s.get_ref().local_addr()?.port();
+            let local = s.get_ref().local_addr()?;
+            port = local.port();
             let _ = socket2::SockRef::from(s.get_ref()).set_send_buffer_size(1 << 20);
-            sockets.push(s);
+            sockets.push((local, s));
         }
-        let mut candidates: Vec<SocketAddr> = sockets
-            .iter()
-            .filter_map(|s| s.get_ref().local_addr().ok())
-            .collect();
+        let mut candidates: Vec<SocketAddr> = sockets.iter().map(|&(a, _)| a).collect();
         // Loopback last: browsers ignore it unless told otherwise.
         candidates.sort_by_key(|a| a.ip().is_loopback());
         candidates.extend(
@@ -190,10 +190,8 @@ impl Webrtc {
     }
 
     async fn receive(self: Arc<Self>, i: usize) {
-        let socket = &self.sockets[i];
-        let Ok(local) = socket.get_ref().local_addr() else {
-            return;
-        };
+        let (local, socket) = &self.sockets[i];
+        let local = *local;
         let mut buf = vec![0u8; 2048];
         loop {
             let (n, from) = match socket.recv_from(&mut buf).await {
@@ -260,9 +258,9 @@ impl Webrtc {
                     let socket = self
                         .sockets
                         .iter()
-                        .find(|s| s.get_ref().local_addr().is_ok_and(|a| a == from))
+                        .find(|(a, _)| *a == from)
                         .or(self.sockets.first());
-                    if let Some(s) = socket {
+                    if let Some((_, s)) = socket {
                         match s.get_ref().send_to(&data, to) {
                             Ok(n) => self.fanout.totals().add_bytes(SinkKind::WebRtc, n as u64),
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
