@@ -12,9 +12,6 @@ esac
 # Host gcc and libc6-dev: build scripts and proc macros are built for the host.
 # libclang-dev: bindgen (x264-sys). make, dpkg-dev, ca-certificates:
 # build-x264.sh fetches and unpacks Debian's x264 source and builds it.
-# perl and make: openssl-src builds the vendored OpenSSL (WebRTC's DTLS and
-# SRTP, the webrtc feature) with the cross gcc; its Configure needs full
-# perl (IPC::Cmd), which a minimal image lacks.
-for p in $cross gcc libc6-dev pkg-config libclang-dev make perl dpkg-dev ca-certificates; do
+for p in $cross gcc libc6-dev pkg-config libclang-dev make dpkg-dev ca-certificates; do
   echo "$p"
 done

@@ -251,7 +251,7 @@ fn metrics_pass_promtool_and_status_has_the_documented_fields() {
         "\"dropped\":",
         "\"restarts\":0",
         "\"dropped_by_cause\":{\"too_slow\":",
-        "\"viewers\":{\"rtsp\":0,\"http\":0}",
+        "\"viewers\":{\"rtsp\":0,\"http\":0,\"webrtc\":0}",
         "\"bytes_out\":{\"rtsp\":0,\"http\":0,\"push\":0,\"webrtc\":0}",
         "\"rtsp_urls\":[\"rtsp://127.0.0.1:",
         "\"page_url\":\"http://127.0.0.1:",

@@ -137,6 +137,10 @@ fn chromium_plays_over_webrtc() {
                     let (status, _, body) =
                         request(&http, "POST", "/live/whep", SDP, b"v=0\r\nnot an offer\r\n");
                     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+                    // The playing page is one WebRTC viewer in the API.
+                    let (_, _, body) = request(&http, "GET", "/api/status", "", b"");
+                    let status = String::from_utf8_lossy(&body);
+                    assert!(status.contains("\"http\":0,\"webrtc\":1}"), "{status}");
                 }
                 if t - t0 >= secs {
                     let rate = (frames - f0) / (t - t0);

@@ -43,6 +43,8 @@ pub struct Status {
     pub encode_sum_s: f64,
     pub rtsp_viewers: usize,
     pub http_viewers: usize,
+    /// WebRTC sessions (connecting or playing); set by the HTTP server.
+    pub webrtc_viewers: usize,
     pub rtsp_urls: Vec<String>,
     pub page_url: Option<String>,
     pub push: Vec<Push>,
@@ -124,7 +126,7 @@ pub fn status_json(s: &Status) -> String {
             "\"measured_fps\":{}}},",
             "\"frames\":{{\"encoded\":{},\"keyframes\":{},\"dropped\":{},",
             "\"dropped_by_cause\":{{{}}}}},",
-            "\"viewers\":{{\"rtsp\":{},\"http\":{}}},\"bytes_out\":{{{}}},",
+            "\"viewers\":{{\"rtsp\":{},\"http\":{},\"webrtc\":{}}},\"bytes_out\":{{{}}},",
             "\"rtsp_urls\":[{}],\"page_url\":{},\"push\":[{}]}}\n"
         ),
         js(s.version),
@@ -144,6 +146,7 @@ pub fn status_json(s: &Status) -> String {
         causes.join(","),
         s.rtsp_viewers,
         s.http_viewers,
+        s.webrtc_viewers,
         bytes.join(","),
         urls.join(","),
         opt(&s.page_url),
@@ -228,6 +231,7 @@ pub fn metrics(s: &Status) -> String {
         &[
             ("{protocol=\"rtsp\"}", s.rtsp_viewers.to_string()),
             ("{protocol=\"http\"}", s.http_viewers.to_string()),
+            ("{protocol=\"webrtc\"}", s.webrtc_viewers.to_string()),
         ],
     );
     let bytes: Vec<(String, String)> = s

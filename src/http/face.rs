@@ -123,6 +123,7 @@ pub fn status_source(facts: Facts) -> StatusSource {
                 .as_ref()
                 .map_or(0, |s| s.playing.load(Ordering::Relaxed)),
             http_viewers: http.viewers.load(Ordering::Relaxed),
+            webrtc_viewers: 0,
             rtsp_urls: f.rtsp_urls.clone(),
             page_url: f.page_url.clone(),
             push: h

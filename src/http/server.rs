@@ -76,6 +76,17 @@ pub struct HttpServer {
     shared: Arc<Shared>,
 }
 
+/// The status for `/api/status` and `/metrics`, WebRTC peers included.
+fn status_now(shared: &Shared) -> api::Status {
+    #[allow(unused_mut)]
+    let mut status = (shared.status)(&shared.stats);
+    #[cfg(feature = "webrtc")]
+    if let Some(w) = &shared.webrtc {
+        status.webrtc_viewers = w.stats().peers.load(std::sync::atomic::Ordering::Relaxed);
+    }
+    status
+}
+
 impl HttpServer {
     pub fn bind(opts: HttpOptions, fanout: Arc<Fanout>, status: StatusSource) -> io::Result<Self> {
         let listener = Async::<TcpListener>::bind(opts.listen)?;
@@ -244,12 +255,12 @@ async fn serve(shared: &Shared, stream: Async<TcpStream>) -> io::Result<()> {
             Route::Status => Response::new(
                 200,
                 "application/json",
-                api::status_json(&(shared.status)(&shared.stats)).into_bytes(),
+                api::status_json(&status_now(shared)).into_bytes(),
             ),
             Route::Metrics => Response::new(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                api::metrics(&(shared.status)(&shared.stats)).into_bytes(),
+                api::metrics(&status_now(shared)).into_bytes(),
             ),
             Route::Snapshot => snapshot_response(shared.opts.snapshots.as_deref()).await,
             #[cfg(feature = "webrtc")]

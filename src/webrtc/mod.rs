@@ -7,6 +7,7 @@
 //! the smol shell: the UDP sockets, the timers and one fan-out sink per
 //! connected peer.
 
+pub(crate) mod crypto;
 pub mod peer;
 pub mod server;
 

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -91,15 +92,18 @@ fn fits(p: &str0m::format::PayloadParams) -> Option<u8> {
 
 impl Peer {
     /// Answers an SDP offer: a peer offering host candidates on each of
-    /// `candidates` (the UDP socket's addresses), and the SDP answer.
+    /// `candidates` (the UDP socket's addresses) and DTLS with `cert`, and
+    /// the SDP answer.
     pub fn answer(
         offer: &str,
         candidates: &[SocketAddr],
+        cert: &DtlsCert,
         now: Instant,
     ) -> Result<(Self, String), WhepError> {
         let offer = SdpOffer::from_sdp_string(offer).map_err(WhepError::Sdp)?;
         let mut rtc = RtcConfig::new()
-            .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
+            .set_crypto_provider(super::crypto::provider())
+            .set_dtls_cert(cert.clone())
             .set_ice_lite(true)
             .clear_codecs()
             .enable_h264(true)

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use smol::{Async, Timer};
+use str0m::config::DtlsCert;
 
 use super::WhepError;
 use super::peer::{Effect, Peer};
@@ -54,6 +55,10 @@ pub struct Webrtc {
     /// transmit picks its socket by address on every packet).
     sockets: Vec<(SocketAddr, Async<UdpSocket>)>,
     candidates: Vec<SocketAddr>,
+    /// One DTLS certificate for every peer, made at bind (an ECDSA key
+    /// pair per peer would cost a join on a Pi Zero for nothing: the
+    /// fingerprint only has to match within a session).
+    cert: DtlsCert,
     peers: Mutex<HashMap<u64, Slot>>,
     timers: event_listener::Event,
     fanout: Arc<Fanout>,
@@ -92,9 +97,13 @@ impl Webrtc {
                 .iter()
                 .map(|&ip| SocketAddr::new(ip, port)),
         );
+        let mut serial = [0; 16];
+        crate::sys::fill_random(&mut serial)?;
+        let cert = super::crypto::certificate(serial).map_err(io::Error::other)?;
         Ok(Arc::new(Self {
             sockets,
             candidates,
+            cert,
             peers: Mutex::new(HashMap::new()),
             timers: event_listener::Event::new(),
             fanout,
@@ -123,7 +132,7 @@ impl Webrtc {
     /// Answers a WHEP offer: the session id and the SDP answer.
     pub fn offer(&self, sdp: &str) -> Result<(u64, String), WhepError> {
         let now = Instant::now();
-        let (peer, answer) = Peer::answer(sdp, &self.candidates, now)?;
+        let (peer, answer) = Peer::answer(sdp, &self.candidates, &self.cert, now)?;
         let mut peers = self.lock();
         if peers.len() >= self.max_peers {
             return Err(WhepError::Full(self.max_peers));
