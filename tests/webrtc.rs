@@ -229,41 +229,32 @@ fn chromium_plays_over_webrtc() {
     assert!(p50 < 500.0, "median delay {p50} ms");
 }
 
-/// 2% of the UDP datagrams lost both ways (media, NACKs, PLIs): the
-/// picture goes on, >= 90% of the frames decoded over 10 s, and the page
-/// saw losses and sent NACKs. The kernel here has no netem, so the loss is
-/// an iptables `statistic` rule. Everything runs on the loopback of a
-/// network namespace the test makes: it runs itself again in there (as
-/// root; without root or `ip` it skips, unless EDGESTREAM_REQUIRE_NETNS is
-/// set, as `.ci/run` does for root).
-#[test]
-fn chromium_plays_through_two_percent_loss() {
-    const INSIDE: &str = "EDGESTREAM_TEST_IN_NETNS";
-    if std::env::var_os(INSIDE).is_some() {
-        return play_with_loss();
-    }
-    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+/// Set in the copy of the test binary that runs in the namespace.
+const INSIDE: &str = "EDGESTREAM_TEST_IN_NETNS";
+
+/// Runs the test `name` again in a network namespace of its own, where
+/// iptables applies `rule` to what comes in (on loopback and a veth pair),
+/// and returns how many packets the rule matched. As root only: otherwise
+/// None (the test skips), unless EDGESTREAM_REQUIRE_NETNS is set, as
+/// `.ci/run` does for root.
+fn in_netns(name: &str, rule: &str) -> Option<u64> {
     let root = std::process::Command::new("id").arg("-u").output().ok();
-    let root = root.is_some_and(|o| o.stdout.starts_with(b"0\n"));
-    if !root {
+    if !root.is_some_and(|o| o.stdout.starts_with(b"0\n")) {
         assert!(
             std::env::var_os("EDGESTREAM_REQUIRE_NETNS").is_none(),
             "EDGESTREAM_REQUIRE_NETNS is set but this is not root"
         );
-        eprintln!("loss test skipped: it needs root for a network namespace");
-        return;
+        eprintln!("{name} skipped: it needs root for a network namespace");
+        return None;
     }
-    let ns = format!("edgestream-loss-{}", std::process::id());
+    let ns = format!("edgestream-{}-{}", &name[..8], std::process::id());
     let ip = |args: &[&str]| {
         let out = std::process::Command::new("ip")
             .args(args)
             .output()
             .expect("ip (iproute2)");
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "ip {args:?}: {err}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     ip(&["netns", "add", &ns]);
@@ -278,6 +269,7 @@ fn chromium_plays_through_two_percent_loss() {
     let _gone = Gone(&ns);
     // Loopback, and a veth pair: Chromium gathers no ICE candidates (not
     // even for loopback peers) where loopback is the only interface.
+    let rule = format!("iptables -A INPUT {rule}");
     for cmd in [
         "ip link set lo up",
         "ip link add es0 type veth peer name es1",
@@ -285,24 +277,17 @@ fn chromium_plays_through_two_percent_loss() {
         "ip addr add 10.199.0.2/30 dev es1",
         "ip link set es0 up",
         "ip link set es1 up",
+        &rule,
     ] {
         let mut args = vec!["netns", "exec", &ns];
         args.extend(cmd.split(' '));
         ip(&args);
     }
-    let rule = "-p udp -m statistic --mode random --probability 0.02 -j DROP";
-    let mut args = vec!["netns", "exec", &ns, "iptables", "-A", "INPUT"];
-    args.extend(rule.split(' '));
-    ip(&args);
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", &ns])
         .arg(&exe)
-        .args([
-            "--exact",
-            "chromium_plays_through_two_percent_loss",
-            "--nocapture",
-        ])
+        .args(["--exact", name, "--nocapture"])
         .env(INSIDE, "1")
         .output()
         .unwrap();
@@ -313,15 +298,64 @@ fn chromium_plays_through_two_percent_loss() {
     ]);
     eprintln!("{text}\n{counters}");
     assert!(out.status.success(), "the run in the namespace failed");
-    let dropped: u64 = counters
+    let matched = counters
         .lines()
         .find(|l| l.contains("DROP"))
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
-    assert!(
-        dropped > 100,
-        "only {dropped} datagrams dropped: {counters}"
-    );
+    Some(matched)
+}
+
+/// 2% of the UDP datagrams lost both ways (media, NACKs, PLIs): the
+/// picture goes on, >= 90% of the frames decoded over 10 s, and the page
+/// saw losses and sent NACKs. The kernel here has no netem, so the loss is
+/// an iptables `statistic` rule, in a network namespace ([`in_netns`]).
+#[test]
+fn chromium_plays_through_two_percent_loss() {
+    if std::env::var_os(INSIDE).is_some() {
+        return play_with_loss();
+    }
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let rule = "-p udp -m statistic --mode random --probability 0.02 -j DROP";
+    let Some(dropped) = in_netns("chromium_plays_through_two_percent_loss", rule) else {
+        return;
+    };
+    assert!(dropped >= 10, "only {dropped} datagrams dropped");
+}
+
+/// All UDP blocked: the page still plays over WebRTC, on ICE-TCP.
+#[test]
+fn chromium_plays_over_ice_tcp_where_udp_is_blocked() {
+    if std::env::var_os(INSIDE).is_some() {
+        let (es, http) = start(&["--size", "640x480", "--fps", "30"]);
+        let p = play(&es, &http, 6.0, || {});
+        eprintln!(
+            "webrtc over ICE-TCP (UDP blocked): first frame {:.0} ms; {:.2} frames/s decoded, \
+             {:.2} presented; delay p50 {:.1} p95 {:.1} ms",
+            p.first_frame_ms,
+            p.decoded_rate,
+            p.rate,
+            p.percentile(0.5),
+            p.percentile(0.95),
+        );
+        assert!(
+            p.decoded_rate >= 0.90 * 30.0,
+            "{} decoded/s: {}",
+            p.decoded_rate,
+            p.last
+        );
+        let log = es.log_text();
+        assert!(log.contains("ICE-TCP on port"), "{log}");
+        return;
+    }
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dropped) = in_netns(
+        "chromium_plays_over_ice_tcp_where_udp_is_blocked",
+        "-p udp -j DROP",
+    ) else {
+        return;
+    };
+    assert!(dropped >= 1, "no UDP was blocked");
 }
 
 /// The part of the loss test that runs in the namespace.

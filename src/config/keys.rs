@@ -138,6 +138,16 @@ keys! {
         read |v, o| read_listen(v, o, 8189);
         print print_listen;
 
+    /// TCP address of WebRTC's ICE-TCP, for networks that block UDP (the
+    /// browser connects to it), or `off`. [default: 0.0.0.0:8189]
+    #[arg(value_name = "ADDR:PORT|off")]
+    webrtc_tcp: "webrtc-tcp", Option<String> => String => Option<SocketAddr> =
+        Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8189)));
+        reload Restart; readme r#"`0.0.0.0:8189`"#,
+            r#"TCP address for WebRTC's ICE-TCP (RFC 6544), offered beside the UDP candidates for networks that block UDP, or `off`. Needs the `webrtc` build feature (default)."#;
+        read |v, o| read_listen(v, o, 8189);
+        print print_listen;
+
     /// More IP addresses to offer WebRTC peers as host candidates on the
     /// webrtc-udp port, for addresses the device cannot see itself (a NAT's
     /// public address). Repeat or separate with commas. [default: none]

@@ -39,6 +39,7 @@ pub fn options(
             .webrtc_udp
             .map(|listen| crate::webrtc::server::WebrtcOptions {
                 listen,
+                tcp: config.webrtc_tcp,
                 additional_hosts: config.webrtc_additional_hosts.clone(),
                 max_peers: config.max_viewers,
             }),

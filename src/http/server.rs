@@ -95,8 +95,12 @@ impl HttpServer {
             match crate::webrtc::Webrtc::bind(w, fanout.clone()) {
                 Ok(rtc) => {
                     let list: Vec<String> = rtc.candidates().iter().map(|c| c.to_string()).collect();
+                    let tcp = match rtc.tcp_candidates().first() {
+                        Some(a) => format!(", ICE-TCP on port {}", a.port()),
+                        None => String::new(),
+                    };
                     log::info!(
-                        "webrtc: listening on udp {} port {} (WHEP at /live/whep; candidates {})",
+                        "webrtc: listening on udp {} port {}{tcp} (WHEP at /live/whep; candidates {})",
                         w.listen.ip(),
                         rtc.port(),
                         list.join(", ")
@@ -105,8 +109,9 @@ impl HttpServer {
                 }
                 Err(e) => {
                     log::error!(
-                        "webrtc: cannot bind udp {}: {e}; going on without WebRTC (set webrtc-udp = \"ADDR:PORT\" or off)",
-                        w.listen
+                        "webrtc: cannot bind udp {} or tcp {:?}: {e}; going on without WebRTC (set webrtc-udp and webrtc-tcp = \"ADDR:PORT\" or off)",
+                        w.listen,
+                        w.tcp
                     );
                     None
                 }

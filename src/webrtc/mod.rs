@@ -8,6 +8,7 @@
 //! connected peer.
 
 pub(crate) mod crypto;
+pub mod framing;
 pub mod peer;
 pub mod server;
 

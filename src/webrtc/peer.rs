@@ -14,7 +14,7 @@ use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use super::WhepError;
@@ -29,8 +29,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// What a peer asks its shell to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Send `data` to `to` from the local address `from`.
+    /// Send `data` to `to` from the local address `from`, over UDP or
+    /// on the ICE-TCP connection between them.
     Transmit {
+        proto: Protocol,
         from: SocketAddr,
         to: SocketAddr,
         data: Vec<u8>,
@@ -92,11 +94,12 @@ fn fits(p: &str0m::format::PayloadParams) -> Option<u8> {
 
 impl Peer {
     /// Answers an SDP offer: a peer offering host candidates on each of
-    /// `candidates` (the UDP socket's addresses) and DTLS with `cert`, and
-    /// the SDP answer.
+    /// `candidates` (the UDP sockets' addresses), passive TCP ones on
+    /// `tcp_candidates`, and DTLS with `cert`; and the SDP answer.
     pub fn answer(
         offer: &str,
         candidates: &[SocketAddr],
+        tcp_candidates: &[SocketAddr],
         cert: &DtlsCert,
         now: Instant,
     ) -> Result<(Self, String), WhepError> {
@@ -112,6 +115,17 @@ impl Peer {
             .build(now);
         for &addr in candidates {
             let c = Candidate::host(addr, "udp").map_err(WhepError::Candidate)?;
+            rtc.add_local_candidate(c);
+        }
+        // ICE-TCP (RFC 6544) where UDP is blocked: passive, the browser
+        // connects.
+        for &addr in tcp_candidates {
+            let c = Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(WhepError::Candidate)?;
             rtc.add_local_candidate(c);
         }
         let answer = rtc
@@ -149,17 +163,31 @@ impl Peer {
         Ok((peer, answer))
     }
 
-    /// Whether a datagram from `from` to `to` is this peer's.
-    pub fn accepts(&self, now: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) -> bool {
-        match input(now, from, to, data) {
+    /// Whether a packet from `from` to `to` is this peer's.
+    pub fn accepts(
+        &self,
+        now: Instant,
+        proto: Protocol,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        match input(now, proto, from, to, data) {
             Some(i) => !self.closed && self.rtc.accepts(&i),
             None => false,
         }
     }
 
-    /// Hands in a datagram (one [`accepts`](Self::accepts) said is ours).
-    pub fn receive(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) {
-        if let Some(i) = input(now, from, to, data) {
+    /// Hands in a packet (one [`accepts`](Self::accepts) said is ours).
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) {
+        if let Some(i) = input(now, proto, from, to, data) {
             if let Err(e) = self.rtc.handle_input(i) {
                 log::debug!("webrtc: {from}: {e}");
             }
@@ -249,6 +277,7 @@ impl Peer {
                     return t.clamp(now, now + Duration::from_secs(1));
                 }
                 Output::Transmit(t) => out.push(Effect::Transmit {
+                    proto: t.proto,
                     from: t.source,
                     to: t.destination,
                     data: t.contents.to_vec(),
@@ -302,11 +331,17 @@ impl Peer {
     }
 }
 
-fn input(now: Instant, from: SocketAddr, to: SocketAddr, data: &[u8]) -> Option<Input<'_>> {
+fn input(
+    now: Instant,
+    proto: Protocol,
+    from: SocketAddr,
+    to: SocketAddr,
+    data: &[u8],
+) -> Option<Input<'_>> {
     Some(Input::Receive(
         now,
         Receive {
-            proto: Protocol::Udp,
+            proto,
             source: from,
             destination: to,
             contents: data.try_into().ok()?,

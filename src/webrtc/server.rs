@@ -1,30 +1,45 @@
 //! The WebRTC shell: one UDP port for every peer (one socket per local
 //! address on it, so each datagram's destination is known, which ICE
-//! needs), a timer task, and one fan-out sink per connected peer. All
-//! protocol work is in [`super::peer`].
+//! needs), a TCP port for ICE-TCP (RFC 6544, passive: the browser
+//! connects; packets framed as RFC 4571 says, [`super::framing`]), a timer
+//! task, and one fan-out sink per connected peer. All protocol work is in
+//! [`super::peer`].
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Timer};
 use str0m::config::DtlsCert;
+use str0m::net::Protocol;
 
 use super::WhepError;
+use super::framing::{Deframer, frame};
 use super::peer::{Effect, Peer};
 use crate::fanout::{Fanout, SinkKind};
 
 /// Frames queued per peer before it drops to the next keyframe.
 const QUEUE_FRAMES: usize = 30;
 
+/// Packets queued on an ICE-TCP connection before it counts as congested
+/// (a keyframe's worth at a few Mbit/s).
+const TCP_QUEUE_PACKETS: usize = 256;
+
+/// The open ICE-TCP connections by (local, remote) address: their send
+/// queues of framed packets.
+type TcpConns = HashMap<(SocketAddr, SocketAddr), smol::channel::Sender<Vec<u8>>>;
+
 /// What the WebRTC side is started with.
 #[derive(Debug, Clone)]
 pub struct WebrtcOptions {
     /// `webrtc-udp`.
     pub listen: SocketAddr,
+    /// `webrtc-tcp`: ICE-TCP's port, or None.
+    pub tcp: Option<SocketAddr>,
     /// `webrtc-additional-hosts`: offered as host candidates on the port.
     pub additional_hosts: Vec<IpAddr>,
     /// At most this many peers (`max-viewers`).
@@ -55,6 +70,11 @@ pub struct Webrtc {
     /// transmit picks its socket by address on every packet).
     sockets: Vec<(SocketAddr, Async<UdpSocket>)>,
     candidates: Vec<SocketAddr>,
+    /// ICE-TCP: the listener, the addresses offered on it, and the open
+    /// connections by (local, remote) address with their send queues.
+    tcp: Option<Async<TcpListener>>,
+    tcp_candidates: Vec<SocketAddr>,
+    tcp_conns: Mutex<TcpConns>,
     /// One DTLS certificate for every peer, made at bind (an ECDSA key
     /// pair per peer would cost a join on a Pi Zero for nothing: the
     /// fingerprint only has to match within a session).
@@ -97,12 +117,32 @@ impl Webrtc {
                 .iter()
                 .map(|&ip| SocketAddr::new(ip, port)),
         );
+        let (tcp, tcp_candidates) = match opts.tcp {
+            Some(addr) => {
+                let l = Async::<TcpListener>::bind(addr)?;
+                let port = l.get_ref().local_addr()?.port();
+                let mut c: Vec<SocketAddr> = if addr.ip().is_unspecified() {
+                    candidates
+                        .iter()
+                        .map(|a| SocketAddr::new(a.ip(), port))
+                        .collect()
+                } else {
+                    vec![SocketAddr::new(addr.ip(), port)]
+                };
+                c.dedup();
+                (Some(l), c)
+            }
+            None => (None, Vec::new()),
+        };
         let mut serial = [0; 16];
         crate::sys::fill_random(&mut serial)?;
         let cert = super::crypto::certificate(serial).map_err(io::Error::other)?;
         Ok(Arc::new(Self {
             sockets,
             candidates,
+            tcp,
+            tcp_candidates,
+            tcp_conns: Mutex::new(HashMap::new()),
             cert,
             peers: Mutex::new(HashMap::new()),
             timers: event_listener::Event::new(),
@@ -121,6 +161,11 @@ impl Webrtc {
         &self.candidates
     }
 
+    /// ICE-TCP's addresses (empty when `webrtc-tcp` is off).
+    pub fn tcp_candidates(&self) -> &[SocketAddr] {
+        &self.tcp_candidates
+    }
+
     pub fn stats(&self) -> Arc<WebrtcStats> {
         self.stats.clone()
     }
@@ -132,7 +177,8 @@ impl Webrtc {
     /// Answers a WHEP offer: the session id and the SDP answer.
     pub fn offer(&self, sdp: &str) -> Result<(u64, String), WhepError> {
         let now = Instant::now();
-        let (peer, answer) = Peer::answer(sdp, &self.candidates, &self.cert, now)?;
+        let (peer, answer) =
+            Peer::answer(sdp, &self.candidates, &self.tcp_candidates, &self.cert, now)?;
         let mut peers = self.lock();
         if peers.len() >= self.max_peers {
             return Err(WhepError::Full(self.max_peers));
@@ -194,6 +240,10 @@ impl Webrtc {
             let me = self.clone();
             tasks.push(smol::spawn(async move { me.receive(i).await }));
         }
+        if self.tcp.is_some() {
+            let me = self.clone();
+            tasks.push(smol::spawn(async move { me.accept_tcp().await }));
+        }
         self.timers().await;
         drop(tasks);
     }
@@ -211,23 +261,101 @@ impl Webrtc {
                     continue;
                 }
             };
-            let now = Instant::now();
-            let data = &buf[..n];
-            let mut effects = Vec::new();
-            let mut owner = None;
-            for (&id, slot) in self.lock().iter_mut() {
-                if slot.peer.accepts(now, from, local, data) {
-                    slot.peer.receive(now, from, local, data);
-                    slot.deadline = slot.peer.poll_into(now, &mut effects);
-                    owner = Some(id);
-                    break;
-                }
-            }
-            if let Some(id) = owner {
-                self.apply(id, effects);
-                self.timers.notify(1);
+            self.deliver(Protocol::Udp, from, local, &buf[..n]);
+        }
+    }
+
+    /// Hands a packet to the peer it belongs to; false if none takes it.
+    fn deliver(
+        self: &Arc<Self>,
+        proto: Protocol,
+        from: SocketAddr,
+        local: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let now = Instant::now();
+        let mut effects = Vec::new();
+        let mut owner = None;
+        for (&id, slot) in self.lock().iter_mut() {
+            if slot.peer.accepts(now, proto, from, local, data) {
+                slot.peer.receive(now, proto, from, local, data);
+                slot.deadline = slot.peer.poll_into(now, &mut effects);
+                owner = Some(id);
+                break;
             }
         }
+        let Some(id) = owner else { return false };
+        self.apply(id, effects);
+        self.timers.notify(1);
+        true
+    }
+
+    /// Accepts ICE-TCP connections, at most two per possible peer.
+    async fn accept_tcp(self: Arc<Self>) {
+        let Some(listener) = &self.tcp else { return };
+        loop {
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    log::debug!("webrtc: tcp accept: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if self.tcp_lock().len() >= 2 * self.max_peers + 2 {
+                continue;
+            }
+            let me = self.clone();
+            smol::spawn(async move { me.tcp_conn(stream).await }).detach();
+        }
+    }
+
+    fn tcp_lock(&self) -> MutexGuard<'_, TcpConns> {
+        self.tcp_conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One ICE-TCP connection: framed packets in to their peer, and out
+    /// from its queue. A connection whose first packet no peer takes (not
+    /// a STUN check for a session) is closed.
+    async fn tcp_conn(self: Arc<Self>, stream: Async<TcpStream>) {
+        let (Ok(local), Ok(remote)) = (stream.get_ref().local_addr(), stream.get_ref().peer_addr())
+        else {
+            return;
+        };
+        let _ = stream.get_ref().set_nodelay(true);
+        let (tx, rx) = smol::channel::bounded::<Vec<u8>>(TCP_QUEUE_PACKETS);
+        self.tcp_lock().insert((local, remote), tx);
+        let stream = Arc::new(stream);
+        let writer = {
+            let stream = stream.clone();
+            smol::spawn(async move {
+                while let Ok(bytes) = rx.recv().await {
+                    if (&*stream).write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let mut deframer = Deframer::default();
+        let mut buf = vec![0u8; 4096];
+        let mut owned = false;
+        'read: loop {
+            let n = match (&*stream).read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            deframer.push(&buf[..n]);
+            while let Some(packet) = deframer.next_packet() {
+                let taken = self.deliver(Protocol::Tcp, remote, local, &packet);
+                if !taken && !owned {
+                    log::debug!("webrtc: tcp {remote}: not a session's; closed");
+                    break 'read;
+                }
+                owned |= taken;
+            }
+        }
+        self.tcp_lock().remove(&(local, remote));
+        drop(writer);
     }
 
     async fn timers(self: &Arc<Self>) {
@@ -263,7 +391,29 @@ impl Webrtc {
         let mut blocked = false;
         for e in effects {
             match e {
-                Effect::Transmit { from, to, data } => {
+                Effect::Transmit {
+                    proto: Protocol::Tcp,
+                    from,
+                    to,
+                    data,
+                } => {
+                    let queue = self.tcp_lock().get(&(from, to)).cloned();
+                    let (Some(queue), Some(bytes)) = (queue, frame(&data)) else {
+                        continue;
+                    };
+                    match queue.try_send(bytes) {
+                        Ok(()) => self
+                            .fanout
+                            .totals()
+                            .add_bytes(SinkKind::WebRtc, data.len() as u64 + 2),
+                        Err(smol::channel::TrySendError::Full(_)) => {
+                            self.stats.send_blocked.fetch_add(1, Ordering::Relaxed);
+                            blocked = true;
+                        }
+                        Err(smol::channel::TrySendError::Closed(_)) => {}
+                    }
+                }
+                Effect::Transmit { from, to, data, .. } => {
                     let socket = self
                         .sockets
                         .iter()

@@ -41,9 +41,12 @@ impl Edgestream {
         if !args.contains(&"--http") {
             cmd.args(["--http", "127.0.0.1:0"]);
         }
-        // Likewise WebRTC's UDP port (0.0.0.0:8189 by default).
+        // Likewise WebRTC's UDP and TCP ports (0.0.0.0:8189 by default).
         if !args.contains(&"--webrtc-udp") {
             cmd.args(["--webrtc-udp", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--webrtc-tcp") {
+            cmd.args(["--webrtc-tcp", "127.0.0.1:0"]);
         }
         if cmd.get_envs().all(|(k, _)| k != "JOURNAL_STREAM") {
             cmd.env_remove("JOURNAL_STREAM");
