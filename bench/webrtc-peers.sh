@@ -16,7 +16,7 @@ port=$((20000 + RANDOM % 20000))
 rport=$((port + 1))
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-"$bin" --rtsp 127.0.0.1:$rport --http 127.0.0.1:$port --webrtc-udp 127.0.0.1:0 \
+"$bin" --rtsp 127.0.0.1:$rport --http 127.0.0.1:$port --webrtc-udp 127.0.0.1:0 --webrtc-tcp off \
   --size 640x480 --fps 30 --max-viewers 32 2>"$tmp/log" &
 es=$!
 sleep 2

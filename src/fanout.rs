@@ -76,6 +76,7 @@ impl KeyframeBudget {
     }
 
     /// Tokens left at `now`.
+    #[cfg(test)]
     pub fn available(&mut self, now: Duration) -> u32 {
         self.refill(now);
         self.tokens

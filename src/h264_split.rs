@@ -77,12 +77,14 @@ impl AccessUnitSplitter {
         self.buf.truncate(len - requested + n.min(requested));
     }
 
-    /// Appends bytes (tests, and callers that have them already).
+    /// Appends bytes (tests).
+    #[cfg(test)]
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
 
     /// Bytes buffered, not yet handed out.
+    #[cfg(test)]
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
@@ -133,6 +135,7 @@ impl AccessUnitSplitter {
 
     /// Hands out what is buffered as the last access unit (end of stream),
     /// if it holds a slice.
+    #[cfg(test)]
     pub fn finish_into(&mut self, out: &mut Vec<u8>) -> bool {
         let done = self.has_vcl;
         if done {

@@ -14,34 +14,34 @@
 #![deny(unsafe_code)]
 
 pub mod app;
-pub mod backoff;
-pub mod clock;
+pub(crate) mod backoff;
+pub(crate) mod clock;
 pub mod config;
 pub mod convert;
 #[allow(unsafe_code)]
-pub mod encode;
-pub mod fanout;
+pub(crate) mod encode;
+pub(crate) mod fanout;
 pub mod flv;
 pub mod h264;
-pub mod h264_split;
-pub mod health;
-pub mod http;
+pub(crate) mod h264_split;
+pub(crate) mod health;
+pub(crate) mod http;
 pub mod logging;
 pub mod media;
-pub mod netif;
-pub mod pipeline;
-pub mod push;
-pub mod reload;
-pub mod reopen;
+pub(crate) mod netif;
+pub(crate) mod pipeline;
+pub(crate) mod push;
+pub(crate) mod reload;
+pub(crate) mod reopen;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
-pub mod slate;
+pub(crate) mod slate;
 pub mod source;
-pub mod stats;
-pub mod status;
+pub(crate) mod stats;
+pub(crate) mod status;
 #[allow(unsafe_code)]
-pub mod sys;
-pub mod systemd;
+pub(crate) mod sys;
+pub(crate) mod systemd;
 #[cfg(feature = "webrtc")]
-pub mod webrtc;
+pub(crate) mod webrtc;

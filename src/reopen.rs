@@ -101,7 +101,8 @@ impl Policy {
         self
     }
 
-    /// Changes the reopen backoff.
+    /// Changes the reopen backoff (tests).
+    #[cfg(test)]
     pub fn set_backoff(&mut self, min: Duration, max: Duration) {
         self.backoff = Backoff::new(min, max);
     }

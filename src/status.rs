@@ -169,6 +169,7 @@ impl Debouncer {
         Some(value)
     }
 
+    #[cfg(test)]
     pub fn state(&self) -> bool {
         self.stable
     }

@@ -53,6 +53,7 @@ impl Notifier {
     }
 
     /// Sends to the socket at `path` (`@name` for an abstract socket).
+    #[cfg(test)]
     pub fn to_socket(path: &[u8], watchdog: Option<Duration>) -> io::Result<Self> {
         Ok(Self {
             target: Some(Self::open(path)?),

@@ -218,6 +218,7 @@ impl Fragmenter {
     }
 
     /// The capture time of media time 0, once the first frame was written.
+    #[cfg(test)]
     pub fn origin(&self) -> Option<std::time::Duration> {
         self.origin
     }

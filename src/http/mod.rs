@@ -16,4 +16,4 @@ pub mod snapshot;
 #[cfg(feature = "webrtc")]
 pub mod whep;
 
-pub use server::{HttpOptions, HttpServer, HttpStats};
+pub use server::HttpServer;

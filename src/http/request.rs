@@ -245,6 +245,7 @@ impl Response {
         self
     }
 
+    #[cfg(test)]
     pub fn get_header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -135,10 +135,6 @@ impl HttpServer {
         self.listener.get_ref().local_addr()
     }
 
-    pub fn stats(&self) -> Arc<HttpStats> {
-        self.shared.stats.clone()
-    }
-
     /// Accepts connections until the future is dropped.
     pub async fn run(self) {
         let shared = self.shared;

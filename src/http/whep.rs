@@ -6,7 +6,7 @@
 
 use super::request::{Request, Response};
 
-pub use super::request::{WHEP_PATH as PATH, is_whep_path};
+pub use super::request::WHEP_PATH as PATH;
 
 /// The session id in a session's path (`/live/whep/` + 16 hex digits).
 pub fn session_id(path: &str) -> Option<u64> {
@@ -122,6 +122,7 @@ pub fn respond(sessions: Option<&dyn Sessions>, req: &Request, body: &[u8]) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::request::is_whep_path;
 
     #[test]
     fn session_paths() {

@@ -33,7 +33,7 @@ use crate::rtmp::{SessionError, handshake};
 use backoff::{Note, Reconnect};
 use conn::{Conn, read_loop};
 use publisher::{FlvPublisher, Publisher, RtmpPublisher};
-pub use target::{Protocol, PushTarget, TargetError, TargetErrorKind};
+pub use target::{Protocol, PushTarget, TargetError};
 pub use tls::TlsSetupError;
 use tls::{Tls, TlsError};
 

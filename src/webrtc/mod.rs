@@ -12,7 +12,7 @@ pub mod framing;
 pub mod peer;
 pub mod server;
 
-pub use server::{Webrtc, WebrtcStats};
+pub use server::Webrtc;
 
 use std::fmt;
 

@@ -248,10 +248,6 @@ impl Peer {
         self.closed || !self.rtc.is_alive()
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.connected
-    }
-
     /// Collects what the peer wants done into `out`; returns when it wants
     /// [`timeout`](Self::timeout) next.
     pub fn poll_into(&mut self, now: Instant, out: &mut Vec<Effect>) -> Instant {
@@ -285,13 +281,6 @@ impl Peer {
                 Output::Event(e) => self.event(e, out),
             }
         }
-    }
-
-    /// [`poll_into`](Self::poll_into) into a new vector.
-    pub fn poll(&mut self, now: Instant) -> (Vec<Effect>, Instant) {
-        let mut out = Vec::new();
-        let next = self.poll_into(now, &mut out);
-        (out, next)
     }
 
     fn set_video(&mut self, mid: Mid) {
