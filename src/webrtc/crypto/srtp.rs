@@ -191,49 +191,35 @@ impl<C: AeadInPlace + AeadCore<NonceSize = U12, TagSize = U16>> Gcm<C> {
     }
 }
 
-impl AeadAes128GcmCipher for Gcm<aes_gcm::Aes128Gcm> {
-    fn encrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        self.seal(iv, aad, input, output)
-    }
+/// str0m has one trait per key size, with the same methods.
+macro_rules! gcm_cipher {
+    ($trait:ident, $cipher:ty) => {
+        impl $trait for Gcm<$cipher> {
+            fn encrypt(
+                &mut self,
+                iv: &[u8; 12],
+                aad: &[u8],
+                input: &[u8],
+                output: &mut [u8],
+            ) -> Result<(), CryptoError> {
+                self.seal(iv, aad, input, output)
+            }
 
-    fn decrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aads: &[&[u8]],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        self.open(iv, aads, input, output)
-    }
+            fn decrypt(
+                &mut self,
+                iv: &[u8; 12],
+                aads: &[&[u8]],
+                input: &[u8],
+                output: &mut [u8],
+            ) -> Result<usize, CryptoError> {
+                self.open(iv, aads, input, output)
+            }
+        }
+    };
 }
 
-impl AeadAes256GcmCipher for Gcm<aes_gcm::Aes256Gcm> {
-    fn encrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        self.seal(iv, aad, input, output)
-    }
-
-    fn decrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aads: &[&[u8]],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        self.open(iv, aads, input, output)
-    }
-}
+gcm_cipher!(AeadAes128GcmCipher, aes_gcm::Aes128Gcm);
+gcm_cipher!(AeadAes256GcmCipher, aes_gcm::Aes256Gcm);
 
 fn short(what: &str, need: usize, have: usize) -> CryptoError {
     CryptoError::Other(format!("{what} buffer of {have} bytes, {need} needed"))
