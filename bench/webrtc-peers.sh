@@ -42,8 +42,13 @@ done
 for _ in 1 2; do
   ffmpeg -v quiet -rtsp_transport tcp -i "rtsp://127.0.0.1:$rport/live" -c copy -f null - </dev/null &
 done
-sleep 8
-connected=$(grep -c 'webrtc: session .* connected' "$tmp/log" || true)
+# Eight browsers start slowly on two cores: wait (up to 40 s) for them all.
+for _ in $(seq 1 40); do
+  connected=$(grep -c 'webrtc: session .* connected' "$tmp/log" || true)
+  [ "$connected" -ge "$peers" ] && break
+  sleep 1
+done
+sleep 3
 read -r pw ew fw < <(measure)
 awk -v pa="$pa" -v ea="$ea" -v fa="$fa" -v pw="$pw" -v ew="$ew" -v fw="$fw" \
     -v hz="$hz" -v s="$secs" -v n="$peers" -v c="$connected" 'BEGIN {

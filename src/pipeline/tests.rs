@@ -266,22 +266,33 @@ fn drain(sub: &crate::fanout::Subscription) -> Vec<Arc<EncodedFrame>> {
     v
 }
 
+type Opened = Result<Box<dyn FrameSource>, SourceError>;
+
+/// An opener that asks `script` what each attempt finds (attempt 0
+/// first), with the counters its cameras report to; and the attempts made.
+fn scripted(
+    counters: &Arc<Counters>,
+    script: impl Fn(usize, &Arc<Counters>) -> Opened + Send + 'static,
+) -> (Opener, Arc<AtomicUsize>) {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let open: Opener = {
+        let (counters, attempts) = (counters.clone(), attempts.clone());
+        Box::new(move || script(attempts.fetch_add(1, Ordering::Relaxed), &counters))
+    };
+    (open, attempts)
+}
+
 #[test]
 fn reopens_a_failing_camera_and_resumes_with_a_keyframe() {
     let counters = Arc::new(Counters::default());
     let (h, sub) = handles();
     let health = h.health.clone();
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let open: Opener = {
-        let counters = counters.clone();
-        let attempts = attempts.clone();
-        Box::new(move || match attempts.fetch_add(1, Ordering::Relaxed) {
-            // Fails after 10 frames, twice; one reopen finds nothing.
-            0 | 1 => Ok(Box::new(FakeCamera::yuyv(&counters, Some(10))) as Box<dyn FrameSource>),
-            2 => Err(not_there()),
-            _ => Ok(Box::new(FakeCamera::yuyv(&counters, None))),
-        })
-    };
+    let (open, attempts) = scripted(&counters, |n, counters| match n {
+        // Fails after 10 frames, twice; one reopen finds nothing.
+        0 | 1 => Ok(Box::new(FakeCamera::yuyv(counters, Some(10)))),
+        2 => Err(not_there()),
+        _ => Ok(Box::new(FakeCamera::yuyv(counters, None))),
+    });
     let stats = h.stats.clone();
     let mut p = Pipeline::reopening(open, None, "camera /dev/fake", &opts(), h, Some(35)).unwrap();
     p.set_backoff(Duration::from_millis(5), Duration::from_millis(20));
@@ -313,19 +324,10 @@ fn a_camera_back_with_another_size_gets_a_new_encoder() {
     let counters = Arc::new(Counters::default());
     let (h, sub) = handles();
     let fanout = h.fanout.clone();
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let open: Opener = {
-        let counters = counters.clone();
-        let attempts = attempts.clone();
-        Box::new(move || {
-            let (w, h) = if attempts.fetch_add(1, Ordering::Relaxed) == 0 {
-                (64, 48)
-            } else {
-                (32, 24)
-            };
-            Ok(Box::new(FakeCamera::sized(&counters, Some(5), w, h)) as Box<dyn FrameSource>)
-        })
-    };
+    let (open, _) = scripted(&counters, |n, counters| {
+        let (w, h) = if n == 0 { (64, 48) } else { (32, 24) };
+        Ok(Box::new(FakeCamera::sized(counters, Some(5), w, h)))
+    });
     let mut p = Pipeline::reopening(open, None, "camera /dev/fake", &opts(), h, Some(8)).unwrap();
     p.set_backoff(Duration::from_millis(1), Duration::from_millis(2));
     assert_eq!(p.run().unwrap(), Ended::FrameLimit);
@@ -348,19 +350,12 @@ fn the_slate_covers_a_missing_camera_and_follows_its_size() {
     let (h, sub) = handles();
     let fanout = h.fanout.clone();
     let health = h.health.clone();
-    let attempts = Arc::new(AtomicUsize::new(0));
-    let open: Opener = {
-        let counters = counters.clone();
-        let attempts = attempts.clone();
-        Box::new(move || match attempts.fetch_add(1, Ordering::Relaxed) {
-            // Missing twice, then there at another size than the
-            // configured one for 5 frames, then gone for good.
-            2 => {
-                Ok(Box::new(FakeCamera::sized(&counters, Some(5), 32, 24)) as Box<dyn FrameSource>)
-            }
-            _ => Err(not_there()),
-        })
-    };
+    let (open, attempts) = scripted(&counters, |n, counters| match n {
+        // Missing twice, then there at another size than the configured
+        // one for 5 frames, then gone for good.
+        2 => Ok(Box::new(FakeCamera::sized(counters, Some(5), 32, 24))),
+        _ => Err(not_there()),
+    });
     let mut p = Pipeline::reopening(open, None, "camera /dev/fake", &opts(), h, Some(7))
         .unwrap()
         .with_slate(64, 48, Fraction::new(25, 1));
