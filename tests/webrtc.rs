@@ -441,6 +441,48 @@ fn whep_needs_the_users_and_keeps_to_max_viewers() {
     assert!(location.is_none());
 }
 
+/// ICE-TCP keeps to sessions: a connection that says nothing is closed
+/// after 5 s, one whose first packet belongs to no session at once, and
+/// WHEP answers all the while.
+#[test]
+fn ice_tcp_closes_silent_and_foreign_connections() {
+    use std::io::Read;
+    let (es, http) = start(&["--size", "160x120", "--webrtc-tcp", "127.0.0.1:0"]);
+    let log = es.log_text();
+    let port: u16 = log
+        .split("ICE-TCP on port ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no ICE-TCP port in the log:\n{log}"));
+    let closed_after = |mut s: TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let t = Instant::now();
+        let mut b = [0u8; 16];
+        let n = s.read(&mut b).unwrap_or(0);
+        assert_eq!(n, 0, "the server sent {n} bytes instead of closing");
+        t.elapsed()
+    };
+    let silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut foreign = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // A framed packet that is no STUN check of a session.
+    foreign.write_all(&[0, 4, 0xde, 0xad, 0xbe, 0xef]).unwrap();
+    let t = closed_after(foreign);
+    assert!(
+        t < Duration::from_secs(2),
+        "a foreign packet closed it after {t:?}"
+    );
+    assert_eq!(
+        request(&http, "POST", "/live/whep", SDP, offer(1).as_bytes()).0,
+        201
+    );
+    let t = closed_after(silent);
+    assert!(
+        (Duration::from_secs(3)..Duration::from_secs(10)).contains(&t),
+        "a silent connection closed after {t:?}"
+    );
+}
+
 /// With WebRTC off, WHEP says 503 and the page plays over MSE, saying so.
 #[test]
 fn page_falls_back_to_mse_when_webrtc_is_off() {

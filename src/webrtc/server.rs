@@ -29,6 +29,10 @@ const QUEUE_FRAMES: usize = 30;
 /// (a keyframe's worth at a few Mbit/s).
 const TCP_QUEUE_PACKETS: usize = 256;
 
+/// How long an ICE-TCP connection may take to send its first STUN check
+/// (a browser sends it at once): a silent one would hold a slot.
+const TCP_FIRST_PACKET: Duration = Duration::from_secs(5);
+
 /// The open ICE-TCP connections by (local, remote) address: their send
 /// queues of framed packets.
 type TcpConns = HashMap<(SocketAddr, SocketAddr), smol::channel::Sender<Vec<u8>>>;
@@ -316,7 +320,8 @@ impl Webrtc {
 
     /// One ICE-TCP connection: framed packets in to their peer, and out
     /// from its queue. A connection whose first packet no peer takes (not
-    /// a STUN check for a session) is closed.
+    /// a STUN check for a session), or that sends none within
+    /// [`TCP_FIRST_PACKET`], is closed.
     async fn tcp_conn(self: Arc<Self>, stream: Async<TcpStream>) {
         let (Ok(local), Ok(remote)) = (stream.get_ref().local_addr(), stream.get_ref().peer_addr())
         else {
@@ -339,8 +344,20 @@ impl Webrtc {
         let mut deframer = Deframer::default();
         let mut buf = vec![0u8; 4096];
         let mut owned = false;
+        let opened = Instant::now();
+        let mut reader: &Async<TcpStream> = &stream;
         'read: loop {
-            let n = match (&*stream).read(&mut buf).await {
+            let read = reader.read(&mut buf);
+            let n = if owned {
+                read.await
+            } else {
+                smol::future::or(read, async {
+                    Timer::at(opened + TCP_FIRST_PACKET).await;
+                    Err(io::ErrorKind::TimedOut.into())
+                })
+                .await
+            };
+            let n = match n {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
