@@ -109,9 +109,9 @@ impl HttpServer {
                 }
                 Err(e) => {
                     log::error!(
-                        "webrtc: cannot bind udp {} or tcp {:?}: {e}; going on without WebRTC (set webrtc-udp and webrtc-tcp = \"ADDR:PORT\" or off)",
+                        "webrtc: cannot start on udp {} and tcp {}: {e}; going on without WebRTC (set webrtc-udp and webrtc-tcp = \"ADDR:PORT\" or off)",
                         w.listen,
-                        w.tcp
+                        w.tcp.map_or("off".to_string(), |a| a.to_string())
                     );
                     None
                 }

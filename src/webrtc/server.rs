@@ -125,15 +125,19 @@ impl Webrtc {
             Some(addr) => {
                 let l = Async::<TcpListener>::bind(addr)?;
                 let port = l.get_ref().local_addr()?.port();
-                let mut c: Vec<SocketAddr> = if addr.ip().is_unspecified() {
+                // The UDP side's addresses (the additional hosts among
+                // them) for a wildcard, else the one bound and those hosts.
+                let c: Vec<SocketAddr> = if addr.ip().is_unspecified() {
                     candidates
                         .iter()
                         .map(|a| SocketAddr::new(a.ip(), port))
                         .collect()
                 } else {
-                    vec![SocketAddr::new(addr.ip(), port)]
+                    std::iter::once(addr.ip())
+                        .chain(opts.additional_hosts.iter().copied())
+                        .map(|ip| SocketAddr::new(ip, port))
+                        .collect()
                 };
-                c.dedup();
                 (Some(l), c)
             }
             None => (None, Vec::new()),
@@ -418,11 +422,9 @@ impl Webrtc {
                     let (Some(queue), Some(bytes)) = (queue, frame(&data)) else {
                         continue;
                     };
+                    let n = bytes.len() as u64;
                     match queue.try_send(bytes) {
-                        Ok(()) => self
-                            .fanout
-                            .totals()
-                            .add_bytes(SinkKind::WebRtc, data.len() as u64 + 2),
+                        Ok(()) => self.fanout.totals().add_bytes(SinkKind::WebRtc, n),
                         Err(smol::channel::TrySendError::Full(_)) => {
                             self.stats.send_blocked.fetch_add(1, Ordering::Relaxed);
                             blocked = true;
