@@ -3,7 +3,7 @@
 #
 # Runs the users' build path for real: `cross build --release --target TARGET`
 # (default arm-unknown-linux-gnueabi) with Podman, then checks the binary:
-# static, stripped, within its budget (6 MiB with WebRTC, the default; 4 MiB
+# static, stripped, within its budget (5 MiB with WebRTC, the default; 4 MiB
 # without), and serving RTSP under qemu-user
 # on a Pi's CPU with ffprobe decoding its stream (armel: `qemu-arm -cpu
 # arm1176`, a Pi Zero, where x264 must run its ARMv6 code).
@@ -48,7 +48,7 @@ cross_version=0.2.5
 # '--no-default-features --features mjpeg', the Pi Zero build without
 # WebRTC, whose budget is 4 MiB).
 read -r -a feature_args <<<"${CROSS_FEATURES-}"
-budget=$((6 * 1024 * 1024))
+budget=$((5 * 1024 * 1024))
 case " ${feature_args[*]} " in
   *" --no-default-features "*) case " ${feature_args[*]} " in *webrtc*) ;; *) budget=$((4 * 1024 * 1024)) ;; esac ;;
 esac

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use edgestream_pixels::{self as pixels, UYVY, YUYV};
+
 use crate::media::{PixelFormat, Planar};
 
 /// A reused I420 picture: planes contiguous, luma stride = width, chroma
@@ -60,28 +62,6 @@ impl I420Buffer {
         }
     }
 }
-
-/// Byte positions of Y0, U, Y1, V in one 4-byte macropixel.
-#[derive(Clone, Copy)]
-struct Order {
-    y0: usize,
-    u: usize,
-    y1: usize,
-    v: usize,
-}
-
-const YUYV: Order = Order {
-    y0: 0,
-    u: 1,
-    y1: 2,
-    v: 3,
-};
-const UYVY: Order = Order {
-    u: 0,
-    y0: 1,
-    v: 2,
-    y1: 3,
-};
 
 /// A picture's format and size, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,76 +208,10 @@ pub fn packed_to_i420(
         });
     }
     out.resize(width, height);
-    let cw = w / 2;
     let (y, u, v) = out.planes_mut();
-    let mut rows = 0;
-    while rows + 2 <= h {
-        let r0 = &src[rows * stride..rows * stride + 2 * w];
-        let r1 = &src[(rows + 1) * stride..(rows + 1) * stride + 2 * w];
-        let (ya, yb) = y[rows * w..(rows + 2) * w].split_at_mut(w);
-        let ci = rows / 2 * cw;
-        let (cu, cv) = (&mut u[ci..ci + cw], &mut v[ci..ci + cw]);
-        match order.u {
-            1 => row_pair::<0, 1, 2, 3>(r0, r1, ya, yb, cu, cv),
-            _ => row_pair::<1, 0, 3, 2>(r0, r1, ya, yb, cu, cv),
-        }
-        rows += 2;
-    }
-    if rows < h {
-        // Odd height: the last row alone.
-        let r = &src[rows * stride..rows * stride + 2 * w];
-        let ci = rows / 2 * cw;
-        for (i, px) in r.chunks_exact(4).enumerate() {
-            y[rows * w + 2 * i] = px[order.y0];
-            y[rows * w + 2 * i + 1] = px[order.y1];
-            u[ci + i] = px[order.u];
-            v[ci + i] = px[order.v];
-        }
-    }
+    pixels::packed422_to_i420(order, w, h, stride, src, y, u, v);
     Ok(())
 }
-
-/// Two rows of macropixels: positions of Y0, U, Y1, V as const parameters
-/// so each order compiles to its own straight loop.
-#[inline(always)]
-fn row_pair<const Y0: usize, const U: usize, const Y1: usize, const V: usize>(
-    r0: &[u8],
-    r1: &[u8],
-    ya: &mut [u8],
-    yb: &mut [u8],
-    cu: &mut [u8],
-    cv: &mut [u8],
-) {
-    let n = cu.len();
-    let (r0, r1) = (&r0[..4 * n], &r1[..4 * n]);
-    let (ya, yb) = (&mut ya[..2 * n], &mut yb[..2 * n]);
-    let cv = &mut cv[..n];
-    for i in 0..n {
-        let p0 = &r0[4 * i..4 * i + 4];
-        let p1 = &r1[4 * i..4 * i + 4];
-        ya[2 * i] = p0[Y0];
-        ya[2 * i + 1] = p0[Y1];
-        yb[2 * i] = p1[Y0];
-        yb[2 * i + 1] = p1[Y1];
-        cu[i] = ((p0[U] as u16 + p1[U] as u16 + 1) >> 1) as u8;
-        cv[i] = ((p0[V] as u16 + p1[V] as u16 + 1) >> 1) as u8;
-    }
-}
-
-/// Full range (0-255, JPEG/JFIF) to limited range (16-235 luma, 16-240
-/// chroma, what x264 is told I420 is), rounded.
-const fn range_tables() -> ([u8; 256], [u8; 256]) {
-    let mut y = [0u8; 256];
-    let mut c = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        y[i] = ((16 * 255 + i * 219 + 127) / 255) as u8;
-        c[i] = ((16 * 255 + i * 224 + 127) / 255) as u8;
-        i += 1;
-    }
-    (y, c)
-}
-const RANGE: ([u8; 256], [u8; 256]) = range_tables();
 
 /// Converts interleaved full-range YCbCr 4:4:4 (3 bytes a pixel, rows
 /// `3 * width` apart, as the MJPEG decoder writes it) to limited-range I420,
@@ -318,27 +232,8 @@ pub fn ycbcr444_to_i420(
         });
     }
     out.resize(width, height);
-    let cw = w.div_ceil(2);
     let (y, u, v) = out.planes_mut();
-    let (ly, lc) = (&RANGE.0, &RANGE.1);
-    for (dst, px) in y.iter_mut().zip(src.chunks_exact(3)) {
-        *dst = ly[px[0] as usize];
-    }
-    for cy in 0..h.div_ceil(2) {
-        let r0 = 2 * cy;
-        let r1 = (2 * cy + 1).min(h - 1);
-        for cx in 0..cw {
-            let c0 = 2 * cx;
-            let c1 = (2 * cx + 1).min(w - 1);
-            let at = |r: usize, c: usize, k: usize| src[3 * (r * w + c) + k] as u16;
-            let avg = |k| {
-                lc[((at(r0, c0, k) + at(r0, c1, k) + at(r1, c0, k) + at(r1, c1, k) + 2) >> 2)
-                    as usize]
-            };
-            u[cy * cw + cx] = avg(1);
-            v[cy * cw + cx] = avg(2);
-        }
-    }
+    pixels::ycbcr444_to_i420(w, h, src, y, u, v);
     Ok(())
 }
 
@@ -401,7 +296,7 @@ mod tests {
 
     /// The obvious per-pixel conversion, for comparison.
     fn reference(
-        order: Order,
+        order: pixels::Order,
         w: usize,
         h: usize,
         stride: usize,
@@ -480,7 +375,7 @@ mod tests {
 
     #[test]
     fn ycbcr444_averages_two_by_two_and_limits_the_range() {
-        let (ly, lc) = (&RANGE.0, &RANGE.1);
+        let (ly, lc) = (&pixels::RANGE.0, &pixels::RANGE.1);
         assert_eq!(
             (ly[0], ly[255], lc[0], lc[128], lc[255]),
             (16, 235, 16, 128, 240)

@@ -1,16 +1,87 @@
-//! DTLS for str0m by dimpl (sans-IO, as str0m is) over its RustCrypto
-//! backend, version 1.2: ECDHE with P-256 or X25519, ECDSA certificates, the SRTP
+//! DTLS for str0m by dimpl (sans-IO, as str0m is), version 1.2: ECDHE and
+//! ECDSA certificates on P-256 by ring ([`super::p256`]), the record
+//! ciphers, hashes and HMAC from dimpl's RustCrypto backend, the SRTP
 //! keying material exporter.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use dimpl::crypto::{HashAlgorithm, SupportedDtls12CipherSuite, SupportedKxGroup};
 use str0m::config::{DtlsCert, DtlsVersion};
 use str0m::crypto::CryptoError;
 use str0m::crypto::dtls::{DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, ProtocolVersion};
 
+use super::p256::{P256Keys, P256Kx, P256Verifier};
+
+/// dimpl's crypto: its RustCrypto backend for what runs per record and
+/// per handshake message, ours for the public-key operations. Only what is
+/// picked here is linked: P-384 and X25519, and the SHA-384 suite (whose
+/// self-test needs a P-384 certificate), stay out of the binary.
+fn dimpl_crypto() -> dimpl::crypto::CryptoProvider {
+    static KX: [&dyn SupportedKxGroup; 1] = [&P256Kx];
+    static SUITES: OnceLock<Vec<&'static dyn SupportedDtls12CipherSuite>> = OnceLock::new();
+    let base = dimpl::crypto::rust_crypto::default_provider();
+    let suites = SUITES.get_or_init(|| {
+        base.cipher_suites
+            .iter()
+            .copied()
+            .filter(|s| s.hash_algorithm() == HashAlgorithm::SHA256)
+            .collect()
+    });
+    dimpl::crypto::CryptoProvider {
+        kx_groups: &KX,
+        signature_verification: &P256Verifier,
+        key_provider: &P256Keys,
+        secure_random: base.secure_random,
+        hash_provider: base.hash_provider,
+        hmac_provider: base.hmac_provider,
+        cipher_suites: suites,
+        // Never used (DTLS 1.2 only, see `new_dtls`), but dimpl's self-test
+        // wants some.
+        dtls13_cipher_suites: base.dtls13_cipher_suites,
+    }
+}
+
+/// The provider, with the dimpl configuration it made last: building one
+/// runs dimpl's self-test of the crypto (key exchanges, signatures, known
+/// answers), which is the same for every peer, so it is done once per MTU.
 #[derive(Debug)]
-pub(super) struct Dtls;
+pub(super) struct Dtls {
+    config: Mutex<Option<(Option<usize>, Arc<dimpl::Config>)>>,
+}
+
+impl Dtls {
+    pub(super) const fn new() -> Self {
+        Self {
+            config: Mutex::new(None),
+        }
+    }
+
+    fn config(&self, mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
+        // A panic elsewhere while this was held left a valid Option.
+        let mut cached = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((m, config)) = cached.as_ref()
+            && *m == mtu
+        {
+            return Ok(config.clone());
+        }
+        // ICE has checked the peer's return path before DTLS starts, so a
+        // server cookie round trip would only add delay.
+        let mut builder = dimpl::Config::builder()
+            .use_server_cookie(false)
+            .with_crypto_provider(dimpl_crypto());
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        let config = Arc::new(
+            builder
+                .build()
+                .map_err(|e| CryptoError::Other(format!("DTLS configuration: {e}")))?,
+        );
+        *cached = Some((mtu, config.clone()));
+        Ok(config)
+    }
+}
 
 impl DtlsProvider for Dtls {
     /// str0m asks only when the `RtcConfig` has no certificate (ours is
@@ -28,24 +99,13 @@ impl DtlsProvider for Dtls {
         version: DtlsVersion,
         mtu: Option<usize>,
     ) -> Result<Box<dyn DtlsInstance>, CryptoError> {
-        // ICE has checked the peer's return path before DTLS starts, so a
-        // server cookie round trip would only add delay.
-        let mut config = dimpl::Config::builder().use_server_cookie(false);
-        if let Some(mtu) = mtu {
-            config = config.mtu(mtu);
-        }
-        let config = Arc::new(
-            config
-                .build()
-                .map_err(|e| CryptoError::Other(format!("DTLS configuration: {e}")))?,
-        );
         // DTLS 1.2 only, what str0m asks for unless told otherwise and what
         // every browser speaks: dimpl's 1.3 code would be ~100 KB of the
         // armel binary for nothing.
         if version != DtlsVersion::Dtls12 {
             return Err(CryptoError::Other(format!("{version} is not supported")));
         }
-        let mut dtls = dimpl::Dtls::new_12(config, cert.clone(), now);
+        let mut dtls = dimpl::Dtls::new_12(self.config(mtu)?, cert.clone(), now);
         // dimpl makes its random on the first timeout and unwraps it when
         // the first ClientHello comes: start its clock before any packet.
         dtls.handle_timeout(now).map_err(CryptoError::DtlsImpl)?;

@@ -1,7 +1,9 @@
-//! str0m's crypto in pure Rust, so the WebRTC build needs no C library:
-//! DTLS by dimpl with its RustCrypto backend ([`dtls`]), SRTP and the
-//! hashes by the RustCrypto crates ([`srtp`]), and the DTLS certificate
-//! by rcgen over ring ([`cert`]), the ring the RTMPS client links anyway.
+//! str0m's crypto, built from what the binary links anyway, so the WebRTC
+//! build needs no C library of its own: DTLS by dimpl ([`dtls`]) with its
+//! RustCrypto ciphers and hashes and our P-256 key exchange and ECDSA by
+//! ring ([`p256`]), SRTP and the hashes by the RustCrypto crates
+//! ([`srtp`]), and the DTLS certificate by rcgen over ring ([`cert`]), the
+//! ring the RTMPS client links.
 //!
 //! Why not one of str0m's own backends:
 //! - aws-lc-rs (its default) has a record of failing to build for 32-bit
@@ -13,6 +15,7 @@
 
 mod cert;
 mod dtls;
+mod p256;
 mod srtp;
 
 use std::sync::Arc;
@@ -25,7 +28,7 @@ pub use cert::certificate;
 pub fn provider() -> Arc<CryptoProvider> {
     static SRTP: srtp::Srtp = srtp::Srtp;
     static HASH: Hashes = Hashes;
-    static DTLS: dtls::Dtls = dtls::Dtls;
+    static DTLS: dtls::Dtls = dtls::Dtls::new();
     Arc::new(CryptoProvider {
         srtp_provider: &SRTP,
         sha1_hmac_provider: &HASH,
