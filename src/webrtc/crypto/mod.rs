@@ -18,23 +18,29 @@ mod dtls;
 mod p256;
 mod srtp;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use str0m::crypto::{CryptoProvider, Sha1HmacProvider, Sha256Provider};
 
 pub use cert::certificate;
 
-/// The provider every peer's `Rtc` is built with.
+/// The provider every peer's `Rtc` is built with: one for the process,
+/// since its DTLS part keeps the dimpl configuration it made.
 pub fn provider() -> Arc<CryptoProvider> {
     static SRTP: srtp::Srtp = srtp::Srtp;
     static HASH: Hashes = Hashes;
     static DTLS: dtls::Dtls = dtls::Dtls::new();
-    Arc::new(CryptoProvider {
-        srtp_provider: &SRTP,
-        sha1_hmac_provider: &HASH,
-        sha256_provider: &HASH,
-        dtls_provider: &DTLS,
-    })
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            Arc::new(CryptoProvider {
+                srtp_provider: &SRTP,
+                sha1_hmac_provider: &HASH,
+                sha256_provider: &HASH,
+                dtls_provider: &DTLS,
+            })
+        })
+        .clone()
 }
 
 /// HMAC-SHA1 (STUN's MESSAGE-INTEGRITY) and SHA-256 (the certificate
