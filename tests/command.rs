@@ -184,7 +184,7 @@ fn mjpeg_from_a_child_is_recognised_decoded_and_encoded() {
 
 #[test]
 fn h264_from_a_child_passes_through_to_ffmpeg_and_gstreamer() {
-    let _ = tool("gst-launch-1.0");
+    gstreamer_ready();
     // The configured size is the default 640x480; the stream's SPS wins.
     let es = Edgestream::start(&["--source", &producer("320x240", "", H264)]);
     wait_log(&es, "its SPS says 320x240", 1, Duration::from_secs(10));

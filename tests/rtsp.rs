@@ -232,7 +232,7 @@ fn a_keyframe_arrives_at_once_for_a_new_viewer() {
 
 #[test]
 fn gstreamer_plays_over_tcp_and_udp() {
-    let _ = tool("gst-launch-1.0"); // fails clearly if GStreamer is missing
+    gstreamer_ready(); // fails clearly if GStreamer is missing
     let es = Edgestream::start(&["--size", "320x240"]);
     let dir = temp_dir("gstreamer");
     for proto in ["tcp", "udp"] {

@@ -179,6 +179,29 @@ pub fn tool(name: &str) -> Command {
     Command::new(name)
 }
 
+/// Makes sure GStreamer is installed and its plugin registry is built,
+/// before a test gives `gst-launch-1.0` a few seconds to record: the first
+/// run on a fresh machine scans every plugin, which took longer than a
+/// 6 s recording under a loaded CI machine (the pipeline never started
+/// and, killed mid-scan, GStreamer saved no registry either). Once per
+/// test process; the scan itself is allowed two minutes.
+pub fn gstreamer_ready() {
+    static READY: std::sync::Once = std::sync::Once::new();
+    READY.call_once(|| {
+        let _ = tool("gst-launch-1.0");
+        let out = tool("timeout")
+            .args(["120", "gst-inspect-1.0", "rtspsrc"])
+            .output()
+            .expect("run gst-inspect-1.0");
+        assert!(
+            out.status.success(),
+            "gst-inspect-1.0 rtspsrc: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("edgestream-test-{}-{name}", std::process::id()));
