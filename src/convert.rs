@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use edgestream_pixels::{self as pixels, UYVY, YUYV};
+use edgestream_pixels::{self as pixels, Packed};
 
 use crate::media::{PixelFormat, Planar};
 
@@ -177,9 +177,9 @@ pub fn packed_to_i420(
     src: &[u8],
     out: &mut I420Buffer,
 ) -> Result<(), ConvertError> {
-    let order = match format {
-        PixelFormat::Yuyv => YUYV,
-        PixelFormat::Uyvy => UYVY,
+    let layout = match format {
+        PixelFormat::Yuyv => Packed::Yuyv,
+        PixelFormat::Uyvy => Packed::Uyvy,
         other => return Err(ConvertError::NotPacked(other)),
     };
     let picture = Picture {
@@ -209,7 +209,7 @@ pub fn packed_to_i420(
     }
     out.resize(width, height);
     let (y, u, v) = out.planes_mut();
-    pixels::packed422_to_i420(order, w, h, stride, src, y, u, v);
+    pixels::packed422_to_i420(layout, w, h, stride, src, y, u, v);
     Ok(())
 }
 
@@ -334,7 +334,11 @@ mod tests {
     fn packed_matches_the_reference_with_odd_strides_and_heights() {
         let mut rng = fastrand::Rng::with_seed(42);
         let mut out = I420Buffer::new();
-        for (format, order) in [(PixelFormat::Yuyv, YUYV), (PixelFormat::Uyvy, UYVY)] {
+        for (format, layout) in [
+            (PixelFormat::Yuyv, Packed::Yuyv),
+            (PixelFormat::Uyvy, Packed::Uyvy),
+        ] {
+            let order = layout.order();
             for &(w, h, pad) in &[
                 (2usize, 1usize, 0usize),
                 (2, 2, 1),

@@ -21,30 +21,43 @@ pub struct Order {
     pub v: usize,
 }
 
-/// `YUYV` (V4L2 `YUYV`, FourCC `YUY2`).
-pub const YUYV: Order = Order {
-    y0: 0,
-    u: 1,
-    y1: 2,
-    v: 3,
-};
+/// The packed 4:2:2 layouts the kernel has straight loops for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packed {
+    /// `YUYV` (V4L2 `YUYV`, FourCC `YUY2`).
+    Yuyv,
+    /// `UYVY`.
+    Uyvy,
+}
 
-/// `UYVY`.
-pub const UYVY: Order = Order {
-    u: 0,
-    y0: 1,
-    v: 2,
-    y1: 3,
-};
+impl Packed {
+    /// Where each sample sits in a macropixel.
+    pub const fn order(self) -> Order {
+        match self {
+            Packed::Yuyv => Order {
+                y0: 0,
+                u: 1,
+                y1: 2,
+                v: 3,
+            },
+            Packed::Uyvy => Order {
+                u: 0,
+                y0: 1,
+                v: 2,
+                y1: 3,
+            },
+        }
+    }
+}
 
-/// Packed 4:2:2 (`order`, even `w` > 0, `h` > 0 rows `stride` >= 2w bytes
+/// Packed 4:2:2 (`layout`, even `w` > 0, `h` > 0 rows `stride` >= 2w bytes
 /// apart in `src`, which holds at least `stride * (h - 1) + 2w` bytes) to
 /// I420 planes: `y` of `w * h`, `u` and `v` of `w / 2 * ceil(h / 2)`.
 /// Chroma averages each pair of rows, rounding up (as libyuv does); an odd
 /// last row keeps its own.
 #[allow(clippy::too_many_arguments)]
 pub fn packed422_to_i420(
-    order: Order,
+    layout: Packed,
     w: usize,
     h: usize,
     stride: usize,
@@ -61,15 +74,15 @@ pub fn packed422_to_i420(
         let (ya, yb) = y[rows * w..(rows + 2) * w].split_at_mut(w);
         let ci = rows / 2 * cw;
         let (cu, cv) = (&mut u[ci..ci + cw], &mut v[ci..ci + cw]);
-        if order.u == YUYV.u {
-            row_pair::<0, 1, 2, 3>(r0, r1, ya, yb, cu, cv);
-        } else {
-            row_pair::<1, 0, 3, 2>(r0, r1, ya, yb, cu, cv);
+        match layout {
+            Packed::Yuyv => row_pair::<0, 1, 2, 3>(r0, r1, ya, yb, cu, cv),
+            Packed::Uyvy => row_pair::<1, 0, 3, 2>(r0, r1, ya, yb, cu, cv),
         }
         rows += 2;
     }
     if rows < h {
         // Odd height: the last row alone.
+        let order = layout.order();
         let r = &src[rows * stride..rows * stride + 2 * w];
         let ci = rows / 2 * cw;
         for (i, px) in r.chunks_exact(4).enumerate() {
